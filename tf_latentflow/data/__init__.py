@@ -1,0 +1,2 @@
+"""Data layer placeholder."""
+from tf_latentflow.data import music, ptb  # noqa: F401
