@@ -91,7 +91,7 @@ def missing_message(source: SourceFile, dirs: Sequence[pathlib.Path]) -> str:
         looked = []
         for d in dirs:
             state = "" if d.is_dir() else " (directory does not exist)"
-            looked.append(f"{d / source.subdir}{state}")
+            looked.append(f"{d / source.subdir} and {d}{state}")
         where = "; ".join(looked)
     return (f"{source.dataset}: expected file {source.filename!r}, looked for it in {where}")
 

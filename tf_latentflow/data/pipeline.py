@@ -1,0 +1,144 @@
+"""tf.data pipelines: examples of a split -> padded batches for training and evaluation.
+
+A batch is a dict
+
+  x        music: float32 [B, T, 88] piano roll (0/1);  text: int32 [B, T] token ids
+  lengths  int32 [B], the true lengths T_b
+  mask     float32 [B, T], mask[b, t] = 1 if t < T_b else 0
+
+where T is the longest length in the batch (or bucket); padded steps of x are 0
+(for text, 0 is the "<pad>" id). Sequences are shuffled with a seed (an epoch
+order is a deterministic function of the seed), optionally grouped into length
+buckets (`tf.data.Dataset.bucket_by_sequence_length`) so that little padding is
+computed, then padded. With shuffle=False the order is the split's published
+order (bucketing then regroups it, deterministically).
+
+`distribute_batches` builds the same pipeline once per input pipeline of a
+`tf.distribute.Strategy`, with per-replica batch size = global // replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+# Enough for any of the five benchmarks (PTB train has 41740 sentences): a full shuffle.
+DEFAULT_SHUFFLE_BUFFER = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchConfig:
+    """How a split is turned into batches.
+
+    Attributes:
+      batch_size: sequences per batch (per replica inside `distribute_batches`,
+        which takes the global size here and divides it).
+      shuffle: shuffle the sequences (before bucketing) each epoch.
+      seed: shuffle seed; with a seed the order of every epoch is reproducible.
+      bucket_boundaries: increasing length boundaries; () disables bucketing.
+        A sequence of length T goes to the first bucket with T < boundary.
+      drop_remainder: drop the last incomplete batch (of every bucket).
+      deterministic: keep element order deterministic in parallel maps.
+      shuffle_buffer: shuffle buffer size (default: larger than any split).
+    """
+
+    batch_size: int
+    shuffle: bool = False
+    seed: int | None = None
+    bucket_boundaries: tuple[int, ...] = ()
+    drop_remainder: bool = False
+    deterministic: bool = True
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"BatchConfig: batch_size must be >= 1, got {self.batch_size}")
+        b = tuple(self.bucket_boundaries)
+        if any(x >= y for x, y in zip(b, b[1:])) or any(x < 1 for x in b):
+            raise ValueError(f"BatchConfig: bucket_boundaries must be increasing positive ints, got {b}")
+        if self.shuffle and self.seed is None:
+            raise ValueError("BatchConfig: shuffle=True needs a seed (reproducible order)")
+
+
+def to_sequences(examples: tf.data.Dataset) -> tf.data.Dataset:
+    """TFDS examples -> {"x", "lengths"}: music piano_roll -> float32 [T, 88]; text tokens -> int32 [T]."""
+    keys = set(examples.element_spec)
+    if "piano_roll" in keys:
+        def fn(e):
+            return {"x": tf.cast(e["piano_roll"], tf.float32), "lengths": tf.cast(e["length"], tf.int32)}
+    elif "tokens" in keys:
+        def fn(e):
+            return {"x": tf.cast(e["tokens"], tf.int32), "lengths": tf.cast(e["length"], tf.int32)}
+    elif "x" in keys and "lengths" in keys:
+        return examples
+    else:
+        raise ValueError(f"to_sequences: unknown example keys {sorted(keys)}")
+    return examples.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _add_mask(batch):
+    x = batch["x"]
+    mask = tf.sequence_mask(batch["lengths"], tf.shape(x)[1], dtype=tf.float32)
+    return {"x": x, "lengths": batch["lengths"], "mask": mask}
+
+
+def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Dataset:
+    """Shuffle (seeded), bucket by length, pad and batch a split; see the module docstring."""
+    ds = to_sequences(examples)
+    if config.shuffle:
+        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+    if config.bucket_boundaries:
+        n = len(config.bucket_boundaries) + 1
+        ds = ds.bucket_by_sequence_length(
+            element_length_func=lambda e: e["lengths"],
+            bucket_boundaries=list(config.bucket_boundaries),
+            bucket_batch_sizes=[config.batch_size] * n,
+            drop_remainder=config.drop_remainder)
+    else:
+        ds = ds.padded_batch(config.batch_size, drop_remainder=config.drop_remainder)
+    ds = ds.map(_add_mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def unpad(batch) -> list[np.ndarray]:
+    """The sequences of a batch without padding: [x[b, :lengths[b]] for b]."""
+    x, lengths = np.asarray(batch["x"]), np.asarray(batch["lengths"])
+    return [x[b, :n] for b, n in enumerate(lengths)]
+
+
+def split_lengths(examples: tf.data.Dataset) -> np.ndarray:
+    """int64 [N] the `length` of every example of a split, in order."""
+    return np.fromiter((int(n) for n in examples.map(lambda e: e["length"]).as_numpy_iterator()),
+                       np.int64)
+
+
+def quantile_boundaries(lengths: Sequence[int], num_buckets: int) -> tuple[int, ...]:
+    """Bucket boundaries splitting `lengths` into ~equal-count buckets (for BatchConfig)."""
+    lengths = np.asarray(lengths)
+    qs = np.quantile(lengths, np.linspace(0, 1, num_buckets + 1)[1:-1])
+    return tuple(sorted({int(q) + 1 for q in qs}))
+
+
+def distribute_batches(strategy: tf.distribute.Strategy,
+                       examples_fn: Callable[[], tf.data.Dataset],
+                       config: BatchConfig):
+    """A distributed dataset of per-replica batches.
+
+    `config.batch_size` is the *global* batch size; each replica gets batches of
+    global // num_replicas_in_sync (it must divide). `examples_fn()` returns the
+    split's examples; with several input pipelines (multi-worker) each reads
+    its shard.
+    """
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = ctx.get_per_replica_batch_size(config.batch_size)
+        examples = examples_fn()
+        if ctx.num_input_pipelines > 1:
+            examples = examples.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        return make_batches(examples, dataclasses.replace(config, batch_size=per_replica))
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
