@@ -1,0 +1,7 @@
+"""Keras 3 layers: conditioner networks and the within-step flow stacks."""
+
+from tf_latentflow.layers.context_mlp import ContextMLP
+from tf_latentflow.layers.hidden_flow import STACK_KINDS, HiddenFlowStack
+from tf_latentflow.layers.made import MADE
+
+__all__ = ["ContextMLP", "HiddenFlowStack", "MADE", "STACK_KINDS"]
