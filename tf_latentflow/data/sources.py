@@ -162,6 +162,10 @@ def decode_utf8(raw: bytes, path: pathlib.Path, dataset: str) -> str:
 
 # ---------------------------------------------------------------- safe pickles
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle asked for something other than plain data."""
+
+
 _NUMPY_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 _NUMPY_DTYPE = {("numpy", "dtype")}
 _INT_CODES = {"i1": (1, True), "i2": (2, True), "i4": (4, True), "i8": (8, True),
@@ -174,40 +178,49 @@ class _IntDType:
     def __init__(self, code, align=False, copy=True):
         del align, copy
         if code not in _INT_CODES:
-            raise pickle.UnpicklingError(f"refused numpy dtype {code!r} (only integer dtypes)")
+            raise _Refused(f"refused numpy dtype {code!r} (only integer dtypes)")
         self.itemsize, self.signed = _INT_CODES[code]
         self.byteorder = "little"
 
     def __setstate__(self, state):
         # numpy pickles dtypes with state (version, byteorder, ...); only the byte order matters.
         if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
-            raise pickle.UnpicklingError(f"refused numpy dtype state {state!r}")
+            raise _Refused(f"refused numpy dtype state {state!r}")
         self.byteorder = "big" if state[1] == ">" else "little"
 
 
 def _int_scalar(dtype, data=None):
     """Stand-in for `numpy.core.multiarray.scalar`: rebuild an integer as a Python int."""
     if not isinstance(dtype, _IntDType):
-        raise pickle.UnpicklingError("refused numpy scalar of a non-integer dtype")
+        raise _Refused("refused numpy scalar of a non-integer dtype")
     if isinstance(data, str):  # Python 2 str read with encoding="latin1"
         data = data.encode("latin1")
     if not isinstance(data, bytes) or len(data) != dtype.itemsize:
-        raise pickle.UnpicklingError("refused malformed numpy integer scalar")
+        raise _Refused("refused malformed numpy integer scalar")
     return int.from_bytes(data, dtype.byteorder, signed=dtype.signed)
 
 
+def _latin1_bytes(text, encoding="latin1"):
+    """Stand-in for `_codecs.encode`, which Python 3 protocol-2 pickles use to spell bytes."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("refused _codecs.encode call other than str -> latin1 bytes")
+    return text.encode("latin1")
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
-    """Unpickler that resolves no global except numpy's integer scalar/dtype stand-ins."""
+    """Unpickler that resolves no global except stand-ins for integer scalars and bytes."""
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         if (module, name) in _NUMPY_SCALAR:
             return _int_scalar
         if (module, name) in _NUMPY_DTYPE:
             return _IntDType
-        raise pickle.UnpicklingError(f"refused global {module}.{name}: only plain data is allowed")
+        raise _Refused(f"refused global {module}.{name}: only plain data is allowed")
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused persistent id: only plain data is allowed")
+        raise _Refused("refused persistent id: only plain data is allowed")
 
 
 def load_plain_pickle(path: pathlib.Path, dataset: str):
@@ -221,9 +234,9 @@ def load_plain_pickle(path: pathlib.Path, dataset: str):
     buf = io.BytesIO(raw)
     try:
         return _PlainDataUnpickler(buf, encoding="latin1").load()
-    except pickle.UnpicklingError as e:
-        raise DataError(f"{dataset}: {path}: unsafe or corrupt pickle near byte {buf.tell()}: {e}") from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+    except _Refused as e:
+        raise DataError(f"{dataset}: {path}: unsafe pickle, near byte {buf.tell()}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
             OverflowError, MemoryError, RecursionError) as e:
         raise DataError(f"{dataset}: {path}: truncated or corrupt pickle near byte {buf.tell()}: "
                         f"{type(e).__name__}: {e}") from None
