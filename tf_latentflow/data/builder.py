@@ -11,8 +11,8 @@ Each builder takes two extra constructor arguments, passed through
 
 After `source_dir`, the TFDS manual directory
 (`download_and_prepare_kwargs={"download_config":
-tfds.download.DownloadConfig(manual_dir=DIR)}`) and `$LATENTFLOW_DATA_DIR`
-are searched.
+tfds.download.DownloadConfig(manual_dir=DIR)}`) is searched, and, only when
+no `source_dir` was given, `$LATENTFLOW_DATA_DIR`.
 
 Subclasses read and validate *all* input in `_split_generators` before any
 example is yielded, so bad input fails before TFDS writes a record; TFDS

@@ -1,8 +1,9 @@
 """Finding, downloading and safely reading the raw benchmark files.
 
 Offline first: a dataset's files are looked for in an explicit source directory
-(the `--data-dir` flag of every CLI), then in the TFDS manual directory, then
-in the directory named by the environment variable `LATENTFLOW_DATA_DIR`. Each
+(the `--data-dir` flag of every CLI) and the TFDS manual directory; without an
+explicit directory, in the TFDS manual directory and then in the directory
+named by the environment variable `LATENTFLOW_DATA_DIR`. Each
 directory may be laid out like `../shared/data/` (one sub-folder per dataset,
 e.g. `jsb_chorales/jsb_chorales.json`) or hold the file directly.
 
@@ -55,10 +56,15 @@ class SourceFile:
 def search_dirs(source_dir: os.PathLike | str | None = None,
                 extra: Iterable[os.PathLike | str | None] = (),
                 environ: dict | None = None) -> tuple[pathlib.Path, ...]:
-    """The directories to search, in order: `source_dir`, `extra`, `$LATENTFLOW_DATA_DIR`."""
+    """The directories to search, in order: `source_dir` (if given), `extra`, else `$LATENTFLOW_DATA_DIR`.
+
+    An explicit `source_dir` (the `--data-dir` flag) overrides the environment
+    variable rather than falling back to it.
+    """
     env = os.environ if environ is None else environ
+    fallback = None if source_dir else env.get(ENV_VAR)
     out = []
-    for d in (source_dir, *extra, env.get(ENV_VAR)):
+    for d in (source_dir, *extra, fallback):
         if d:
             p = pathlib.Path(d).expanduser()
             if p not in out:
