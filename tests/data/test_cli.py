@@ -5,8 +5,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 from tf_latentflow.data import __main__ as cli
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

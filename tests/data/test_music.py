@@ -60,6 +60,18 @@ def test_restricted_unpickler_reads_numpy_int_scalars(tmp_path):
     assert type(loaded["train"][0][0][0]) is int
 
 
+def test_builder_falls_back_to_the_bl_pickle(tmp_path):
+    data = {"train": [[(np.int64(64), np.int64(60)), ()]] * 2, "valid": [[(np.int64(21),)]],
+            "test": [[(np.int64(108),)]]}
+    path = tmp_path / "src" / "jsb_chorales" / "JSB_Chorales.pickle"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    builder = D.prepare("jsb_chorales", data_dir=tmp_path / "tfds", source_dir=tmp_path / "src")
+    assert builder.info.metadata["source_file"] == "JSB_Chorales.pickle"
+    ex = next(builder.as_dataset(split="train").as_numpy_iterator())
+    assert music.notes_of(ex["piano_roll"]) == [[60, 64], []]
+
+
 def test_real_jsb_pickle_equals_json(shared_data_dir):
     pk = shared_data_dir / "jsb_chorales" / "JSB_Chorales.pickle"
     if not pk.exists():
