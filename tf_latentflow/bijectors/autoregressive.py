@@ -59,12 +59,24 @@ class AutoregressiveFlow(tfb.Bijector):
         return self._map_cls.from_unconstrained(raw, validate_args=self.validate_args)
 
     def _forward(self, x, context=None):
-        # Pass k fixes z_i for every i whose degree is <= k, so D passes give
-        # the exact z: z^(k) = g^{-1}(eps ; theta(z^(k-1))), z^(0) = 0.
-        event_size = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        # Pass k fixes z_i for the dimension(s) of degree k, from z_<i fixed by
+        # earlier passes: z^(k) = g^{-1}(eps ; theta(z^(k-1))), z^(0) = 0, so D
+        # passes give the exact z. When the conditioner reports its degrees
+        # (MADE does), each pass writes only its own dimension and leaves the
+        # undetermined ones at 0: the masked-out inputs then never hold the
+        # huge values a half-solved map can produce (0 * inf would be NaN).
+        static_size = x.shape[-1]
+        event_size = static_size if static_size is not None else tf.shape(x)[-1]
+        degrees_fn = getattr(self._conditioner, "input_degrees", None)
+        degrees = None
+        if degrees_fn is not None and static_size is not None:
+            degrees = tf.constant(degrees_fn(static_size), dtype=tf.int32)
 
         def body(step, z):
-            return step + 1, self._map(z, context).inverse(x)
+            z_next = self._map(z, context).inverse(x)
+            if degrees is not None:
+                z_next = tf.where(tf.equal(degrees, step + 1), z_next, z)
+            return step + 1, z_next
 
         _, z = tf.while_loop(lambda step, _: step < event_size, body,
                              (tf.constant(0), tf.zeros_like(x)))

@@ -13,7 +13,7 @@ applies b0 first.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_latentflow.bijectors.conditioning import is_conditional
+from tf_latentflow.bijectors.conditioning import InvertBase, is_conditional
 
 __all__ = ["ConditionalChain"]
 
@@ -23,7 +23,7 @@ tfb = tfp.bijectors
 def _forward_and_log_det(bijector, x, kwargs):
     if hasattr(bijector, "forward_and_log_det"):
         return bijector.forward_and_log_det(x, **kwargs)
-    if isinstance(bijector, tfb.Invert) and hasattr(bijector.bijector, "inverse_and_log_det"):
+    if isinstance(bijector, InvertBase) and hasattr(bijector.bijector, "inverse_and_log_det"):
         return bijector.bijector.inverse_and_log_det(x, **kwargs)
     y = bijector.forward(x, **kwargs)
     return y, bijector.forward_log_det_jacobian(x, event_ndims=1, **kwargs)
@@ -32,7 +32,7 @@ def _forward_and_log_det(bijector, x, kwargs):
 def _inverse_and_log_det(bijector, y, kwargs):
     if hasattr(bijector, "inverse_and_log_det"):
         return bijector.inverse_and_log_det(y, **kwargs)
-    if isinstance(bijector, tfb.Invert) and hasattr(bijector.bijector, "forward_and_log_det"):
+    if isinstance(bijector, InvertBase) and hasattr(bijector.bijector, "forward_and_log_det"):
         return bijector.bijector.forward_and_log_det(y, **kwargs)
     x = bijector.inverse(y, **kwargs)
     return x, bijector.inverse_log_det_jacobian(y, event_ndims=1, **kwargs)

@@ -1,11 +1,12 @@
 """Helpers shared by the conditional flow containers (AF, coupling, chains)."""
 
 import tensorflow as tf
-import tensorflow_probability as tfp
+# `tfb.Invert(b)` returns the private base class `_Invert` when `b` is not a
+# CompositeTensor (our conditional layers hold Keras layers), so type checks
+# must use the base class.
+from tensorflow_probability.python.bijectors.invert import _Invert as InvertBase
 
-__all__ = ["call_conditioner", "is_conditional"]
-
-tfb = tfp.bijectors
+__all__ = ["InvertBase", "call_conditioner", "is_conditional"]
 
 
 def call_conditioner(conditioner, inputs, context):
@@ -20,6 +21,6 @@ def call_conditioner(conditioner, inputs, context):
 
 def is_conditional(bijector):
     """Whether `bijector` takes the `context=` keyword (directly or inside `Invert`)."""
-    if isinstance(bijector, tfb.Invert):
+    if isinstance(bijector, InvertBase):
         return is_conditional(bijector.bijector)
     return bool(getattr(bijector, "is_conditional", False))
