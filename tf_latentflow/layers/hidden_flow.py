@@ -54,6 +54,12 @@ class HiddenFlowStack(keras.layers.Layer):
     def __init__(self, event_size, kind="af", num_layers=5, hidden_units=(100, 100),
                  scalar_map="nlsq", context_size=None, activation="relu", **kwargs):
         super().__init__(**kwargs)
+        # Keep the caller's dtype for the flow math and log-dets (float32, or
+        # float64): Keras would otherwise cast the inputs to the policy's compute
+        # dtype (e.g. bfloat16 under mixed precision). The conditioner networks
+        # still follow the policy; their outputs are cast back (see
+        # bijectors.conditioning.call_conditioner).
+        self._convert_input_args = False
         if kind not in STACK_KINDS:
             raise ValueError(f"kind must be one of {STACK_KINDS}; got {kind!r}")
         if num_layers < 1:
@@ -74,26 +80,29 @@ class HiddenFlowStack(keras.layers.Layer):
                 net = MADE(num_params, hidden_units=self.hidden_units, activation=activation,
                            order="natural" if layer % 2 == 0 else "reversed", name=f"made_{layer}")
             else:
-                net = ContextMLP(num_params, num_outputs=self.event_size - self._num_kept(),
+                kept = abs(self._num_masked(layer))
+                net = ContextMLP(num_params, num_outputs=self.event_size - kept,
                                  hidden_units=self.hidden_units, activation=activation,
                                  name=f"coupling_net_{layer}")
             self.conditioners.append(net)
 
-    def _num_kept(self):
-        return self.event_size // 2
-
     def _num_masked(self, layer):
-        """Pass-through size of coupling layer `layer`: first half, then last half, ..."""
-        return self._num_kept() if layer % 2 == 0 else -self._num_kept()
+        """Pass-through part of coupling layer `layer` (TFP RealNVP convention).
+
+        Even layers pass the first floor(H/2) dimensions through, odd layers the
+        last ceil(H/2): with odd H the middle dimension then conditions the
+        others every second layer instead of never.
+        """
+        return self.event_size // 2 if layer % 2 == 0 else -((self.event_size + 1) // 2)
 
     def build(self, inputs_shape=None, context_shape=None):
         if inputs_shape is not None and inputs_shape[-1] not in (None, self.event_size):
             raise ValueError(f"{self.name}: expected a last axis of {self.event_size}; "
                              f"got {inputs_shape}")
         context = None if self.context_size is None else (None, self.context_size)
-        for net in self.conditioners:
+        for layer, net in enumerate(self.conditioners):
             if not net.built:
-                width = self.event_size if self.kind == "af" else self._num_kept()
+                width = self.event_size if self.kind == "af" else abs(self._num_masked(layer))
                 net.build((None, width), context)
         self.built = True
 
