@@ -163,7 +163,7 @@ class LSTMBaseline(keras.Model):
             return tf.gather(emb, tf.cast(x, tf.int32))
         return tf.matmul(ops.cast(x, self.compute_dtype), emb)
 
-    def _output_logits(self, h, training):
+    def _output_logits(self, h):
         """float32 logits o = W_out(P h + b_P) + b_out from LSTM outputs h [..., H]."""
         proj = self.projection(h)
         if self.tie_weights:
@@ -210,7 +210,7 @@ class LSTMBaseline(keras.Model):
         h = tf.concat([prev, feats], axis=-1)
         for layer, drop in zip(self.lstm_layers, self.lstm_dropouts):
             h = drop(layer(h, training=training), training=training)
-        return self._output_logits(h, training)
+        return self._output_logits(h)
 
     def call(self, inputs, training=False):
         """Keras entry point: `logits(x, lengths)` of a batch dict or (x, lengths)."""
@@ -296,7 +296,7 @@ class LSTMBaseline(keras.Model):
             for cell, (h_state, c_state) in zip(cells, states):
                 h, (h_new, c_new) = cell(h, [h_state, c_state], training=False)
                 new_states.append((h_new, c_new))
-            logits = self._output_logits(h, training=False)  # [N, V] float32
+            logits = self._output_logits(h)  # [N, V] float32
             seed_t = tf.random.experimental.stateless_fold_in(step_seed, tf.cast(t, tf.int64))
             if self.is_text:
                 x_t = tf.random.stateless_categorical(logits, 1, seed=seed_t, dtype=tf.int32)[:, 0]
