@@ -23,7 +23,9 @@ the output FeedForwardNet = one linear map to the embedding size followed by the
 tied (transposed) embedding plus a bias, dropout on the embeddings, between the
 LSTM layers and on the LSTM output (README: `--dropout_p 0.1` for every
 baseline run; the default 0.2 of `config.py` is for the flow models), Xavier
-initial embeddings and U(-0.07, 0.07) output layers. One deliberate difference:
+initial embeddings and a U(-0.07, 0.07) projection (the LSTMs keep Keras's
+initialisers). The reference's 89th "pad" note column for music is not kept
+(its target is 0 at every valid step). One deliberate difference:
 the reference predicts x_0 from the zero initial LSTM state, i.e. from the output
 biases alone, so its first symbol is not conditioned on T; here step 0 reads the
 start vector s together with F(0, T), so every step sees T. A start vector of
