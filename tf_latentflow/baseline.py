@@ -44,20 +44,11 @@ from keras import ops
 
 from tf_latentflow.data.length_model import LengthModel
 from tf_latentflow.data.t_features import t_features, t_features_at
+from tf_latentflow.seeds import as_stateless_seed as _as_seed
 
 __all__ = ["LSTMBaseline"]
 
 INIT_RANGE = 0.07  # reference `common.FeedForwardNet.reset_parameters`
-
-
-def _as_seed(seed):
-    """A stateless seed, int64 [2], from an int, a [2] tensor, or None (fresh, not reproducible)."""
-    if seed is None:
-        return tf.random.uniform([2], minval=0, maxval=2**31 - 1, dtype=tf.int64)
-    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-    if seed.shape.rank == 0:
-        seed = tf.stack([seed, tf.constant(0, tf.int64)])
-    return seed
 
 
 @keras.saving.register_keras_serializable(package="tf_latentflow")

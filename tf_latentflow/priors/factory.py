@@ -1,0 +1,24 @@
+"""`make_prior`: a sequence prior from its name and the model sizes."""
+
+from tf_latentflow.priors.gaussian import StandardNormalPrior
+from tf_latentflow.priors.registry import parse_prior_name
+
+__all__ = ["make_prior"]
+
+
+def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=2,
+               num_flow_layers=5, flow_hidden_units=(100, 100), **kwargs):
+    """The prior called `name` (e.g. "af-af", "iaf-scf", "af-af-nlsq"), with the paper's sizes.
+
+    Args:
+      latent_size: H, the latent size per step (paper: 50).
+      max_length: depth of the T-features (the length model's maximum length).
+      lstm_units, lstm_layers: the LSTM over time (paper: 2 x 500).
+      num_flow_layers: L, layers of the flow within a step (paper: 5).
+      flow_hidden_units: MADE / coupling network widths (paper: 2 x 100).
+      kwargs: passed to the Keras layer (e.g. `name`).
+    """
+    spec = parse_prior_name(name)
+    if spec.time == "none" and spec.hidden == "none":
+        return StandardNormalPrior(latent_size=latent_size, **kwargs)
+    raise NotImplementedError(f"prior {name!r} is not implemented yet")

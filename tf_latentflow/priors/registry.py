@@ -1,0 +1,56 @@
+"""Prior names (paper table 2 and the table 4 ablations) and the factory `make_prior`.
+
+Names:
+  "af-af"     AF in time (LSTM over z_<t) / multilayer AF within a step
+  "af-scf"    AF in time / multilayer SCF within a step
+  "iaf-scf"   IAF in time (LSTM over eps_<t) / multilayer SCF within a step
+  "af-only"   no time dynamics: each step's AF conditioned on the T-features only
+  "standard-normal"  no flow at all (reference point)
+Ablation suffixes (paper table 4):
+  "-nlsq"       minus NLSq: affine scalar maps instead of NLSq ("af-af-nlsq")
+  "-af-hidden"  minus AF in hidden: one elementwise transform per step
+                ("af-af-af-hidden", also with "-nlsq" after it)
+"""
+
+import dataclasses
+
+__all__ = ["PriorSpec", "parse_prior_name", "PRIOR_BASES"]
+
+# base name -> (time flow, hidden flow)
+PRIOR_BASES = {
+    "af-af": ("af", "af"),
+    "af-scf": ("af", "scf"),
+    "iaf-scf": ("iaf", "scf"),
+    "af-only": ("none", "af"),
+    "standard-normal": ("none", "none"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorSpec:
+    """What a prior name means: the flow across time, within a step, and the scalar map."""
+
+    name: str
+    time: str  # "af", "iaf" or "none"
+    hidden: str  # "af", "scf", "elementwise" or "none"
+    scalar_map: str  # "nlsq" or "affine"
+
+
+def parse_prior_name(name):
+    """`PriorSpec` for a prior name such as "af-scf" or "af-af-af-hidden-nlsq"."""
+    rest, scalar_map, hidden_ablation = name, "nlsq", False
+    if rest.endswith("-nlsq"):
+        rest, scalar_map = rest[: -len("-nlsq")], "affine"
+    if rest.endswith("-af-hidden"):
+        rest, hidden_ablation = rest[: -len("-af-hidden")], True
+    if rest not in PRIOR_BASES:
+        raise ValueError(f"unknown prior {name!r}; bases are {sorted(PRIOR_BASES)}, optionally "
+                         f"followed by '-af-hidden' and/or '-nlsq'")
+    time, hidden = PRIOR_BASES[rest]
+    if hidden_ablation:
+        if time != "af" or hidden != "af":
+            raise ValueError(f"'-af-hidden' applies to the af-af prior only; got {name!r}")
+        hidden = "elementwise"
+    if hidden == "none" and scalar_map != "nlsq":
+        raise ValueError(f"'-nlsq' needs a flow to ablate; got {name!r}")
+    return PriorSpec(name=name, time=time, hidden=hidden, scalar_map=scalar_map)
