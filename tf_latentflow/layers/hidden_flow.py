@@ -7,6 +7,8 @@ layers (default 5) of either
          density one pass), or
   "scf"  Coupling layers, half of the dimensions conditioning the other half
          (both directions one pass),
+  "elementwise"  ContextElementwise layers: each dimension's map depends on
+         the context only (the paper's "- AF hidden" ablation),
 
 each layer conditioned on the same context h_t (e.g. an LSTM state), with the
 order of the dimensions reversed between layers. The reversal is folded into
@@ -25,14 +27,15 @@ bijector (`ConditionalChain`) usable in any TFP pipeline:
 
 import keras
 
-from tf_latentflow.bijectors import AutoregressiveFlow, ConditionalChain, Coupling
+from tf_latentflow.bijectors import (AutoregressiveFlow, ConditionalChain, ContextElementwise,
+                                     Coupling)
 from tf_latentflow.bijectors.scalar_maps import scalar_map_class
 from tf_latentflow.layers.context_mlp import ContextMLP
 from tf_latentflow.layers.made import MADE
 
 __all__ = ["HiddenFlowStack", "STACK_KINDS"]
 
-STACK_KINDS = ("af", "scf")
+STACK_KINDS = ("af", "scf", "elementwise")
 
 
 class HiddenFlowStack(keras.layers.Layer):
@@ -40,7 +43,8 @@ class HiddenFlowStack(keras.layers.Layer):
 
     Args:
       event_size: H, the size of the last axis.
-      kind: "af" (MADE conditioners) or "scf" (coupling conditioners).
+      kind: "af" (MADE conditioners), "scf" (coupling conditioners) or
+        "elementwise" (context-only conditioners).
       num_layers: L (paper: 5).
       hidden_units: conditioner hidden widths (paper: 2 x 100).
       scalar_map: "nlsq" (default) or "affine".
@@ -66,6 +70,9 @@ class HiddenFlowStack(keras.layers.Layer):
             raise ValueError(f"num_layers must be positive; got {num_layers}")
         if kind == "scf" and event_size < 2:
             raise ValueError("an SCF stack needs event_size >= 2 to split the dimensions")
+        if kind == "elementwise" and context_size is None:
+            raise ValueError("an elementwise stack is conditioned on the context only: "
+                             "give context_size")
         self.event_size = int(event_size)
         self.kind = kind
         self.num_layers = int(num_layers)
@@ -79,6 +86,10 @@ class HiddenFlowStack(keras.layers.Layer):
             if kind == "af":
                 net = MADE(num_params, hidden_units=self.hidden_units, activation=activation,
                            order="natural" if layer % 2 == 0 else "reversed", name=f"made_{layer}")
+            elif kind == "elementwise":
+                net = ContextMLP(num_params, num_outputs=self.event_size,
+                                 hidden_units=self.hidden_units, activation=activation,
+                                 name=f"context_net_{layer}")
             else:
                 kept = abs(self._num_masked(layer))
                 net = ContextMLP(num_params, num_outputs=self.event_size - kept,
@@ -101,7 +112,11 @@ class HiddenFlowStack(keras.layers.Layer):
                              f"got {inputs_shape}")
         context = None if self.context_size is None else (None, self.context_size)
         for layer, net in enumerate(self.conditioners):
-            if not net.built:
+            if net.built:
+                continue
+            if self.kind == "elementwise":
+                net.build((None, self.context_size))  # the context is the network's input
+            else:
                 width = self.event_size if self.kind == "af" else abs(self._num_masked(layer))
                 net.build((None, width), context)
         self.built = True
@@ -113,6 +128,9 @@ class HiddenFlowStack(keras.layers.Layer):
             self.build()
         if self.kind == "af":
             layers = [AutoregressiveFlow(net, scalar_map=self.scalar_map, name=f"af_{i}")
+                      for i, net in enumerate(self.conditioners)]
+        elif self.kind == "elementwise":
+            layers = [ContextElementwise(net, scalar_map=self.scalar_map, name=f"elementwise_{i}")
                       for i, net in enumerate(self.conditioners)]
         else:
             layers = [Coupling(net, num_masked=self._num_masked(i), scalar_map=self.scalar_map,

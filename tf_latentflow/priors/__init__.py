@@ -9,5 +9,9 @@ Build one by name with `make_prior` (names in `tf_latentflow.priors.registry`).
 from tf_latentflow.priors.factory import make_prior
 from tf_latentflow.priors.gaussian import StandardNormalPrior
 from tf_latentflow.priors.registry import PRIOR_BASES, PriorSpec, parse_prior_name
+from tf_latentflow.priors.sequence_flow import TIME_FLOWS, SequenceFlowPrior
 
-__all__ = ["PRIOR_BASES", "PriorSpec", "StandardNormalPrior", "make_prior", "parse_prior_name"]
+__all__ = [
+    "PRIOR_BASES", "PriorSpec", "SequenceFlowPrior", "StandardNormalPrior", "TIME_FLOWS", "make_prior",
+    "parse_prior_name",
+]

@@ -2,6 +2,7 @@
 
 from tf_latentflow.priors.gaussian import StandardNormalPrior
 from tf_latentflow.priors.registry import parse_prior_name
+from tf_latentflow.priors.sequence_flow import SequenceFlowPrior
 
 __all__ = ["make_prior"]
 
@@ -21,4 +22,9 @@ def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=
     spec = parse_prior_name(name)
     if spec.time == "none" and spec.hidden == "none":
         return StandardNormalPrior(latent_size=latent_size, **kwargs)
-    raise NotImplementedError(f"prior {name!r} is not implemented yet")
+    return SequenceFlowPrior(
+        latent_size=latent_size, max_length=max_length, time=spec.time, hidden=spec.hidden,
+        scalar_map=spec.scalar_map, lstm_units=lstm_units, lstm_layers=lstm_layers,
+        # The "- AF hidden" ablation is a single elementwise transform per step.
+        num_flow_layers=1 if spec.hidden == "elementwise" else num_flow_layers,
+        flow_hidden_units=flow_hidden_units, **kwargs)

@@ -1,0 +1,94 @@
+"""The LSTM over time that conditions each step's flow (paper section 4.3).
+
+For the AF-in-time priors it reads the latents z_<t; for the IAF-in-time prior
+the noise eps_<t. At step t its input is the previous vector and the step's
+T-features (appendix D):
+
+    s_{-1} = s_start (learned),  input_t = [s_{t-1}, f_t(T)],
+    (h_t, state_t) = LSTM(input_t, state_{t-1}),  state_{-1} = tanh(W f_0(T) + b)
+
+so h_t depends on s_<t and T only. `parallel` runs it over a known sequence in
+one pass; `initial_state` / `step` run it one step at a time inside a
+`tf.while_loop`.
+"""
+
+import keras
+import tensorflow as tf
+
+from tf_latentflow.data.t_features import t_features, t_features_at
+
+__all__ = ["TimeConditioner"]
+
+
+class TimeConditioner(keras.layers.Layer):
+    """A stacked LSTM over a shifted sequence plus T-features; output size `units`.
+
+    Args:
+      input_size: size of each step's vector (H).
+      max_length: depth of the T-features (length model's maximum).
+      units: LSTM width (paper: 500).
+      num_layers: LSTM depth (paper: 2).
+    """
+
+    def __init__(self, input_size, max_length, units=500, num_layers=2, **kwargs):
+        super().__init__(**kwargs)
+        self.input_size = int(input_size)
+        self.max_length = int(max_length)
+        self.units = int(units)
+        self.num_layers = int(num_layers)
+        self.lstms = [keras.layers.LSTM(self.units, return_sequences=True, name=f"lstm_{i}")
+                      for i in range(self.num_layers)]
+        self.initial_state_net = keras.layers.Dense(2 * self.num_layers * self.units,
+                                                    activation="tanh", name="initial_state")
+
+    def build(self, input_shape=None):
+        self.start = self.add_weight(shape=(self.input_size,), initializer="zeros", name="start")
+        features = 2 * self.max_length
+        self.initial_state_net.build((None, features))
+        width = self.input_size + features
+        for lstm in self.lstms:
+            lstm.build((None, None, width))
+            width = self.units
+        self.built = True
+
+    def initial_state(self, lengths):
+        """Per layer `[h, c]`, each `[B, units]`, a learned function of T."""
+        flat = self.initial_state_net(t_features_at(0, lengths, self.max_length))
+        parts = tf.split(flat, 2 * self.num_layers, axis=-1)
+        return [[parts[2 * i], parts[2 * i + 1]] for i in range(self.num_layers)]
+
+    def start_input(self, batch_size, dtype=tf.float32):
+        """s_{-1} broadcast to `[B, input_size]`."""
+        return tf.broadcast_to(tf.cast(self.start, dtype), tf.stack([batch_size, self.input_size]))
+
+    def parallel(self, sequence, lengths):
+        """h_t for every t from the known `sequence` `[B, T, input_size]`: `[B, T, units]`."""
+        if not self.built:
+            self.build()
+        batch, steps = tf.shape(sequence)[0], tf.shape(sequence)[1]
+        shifted = tf.concat([self.start_input(batch, sequence.dtype)[:, tf.newaxis],
+                             sequence[:, :-1]], axis=1)
+        features = t_features(lengths, steps, self.max_length, dtype=sequence.dtype)
+        h = tf.concat([shifted, features], axis=-1)
+        for lstm, state in zip(self.lstms, self.initial_state(lengths)):
+            h = lstm(h, initial_state=state)
+        return h
+
+    def step(self, previous, t, lengths, states):
+        """One step: `(h_t [B, units], new states)` from s_{t-1} `[B, input_size]`."""
+        h = tf.concat([previous, t_features_at(t, lengths, self.max_length, dtype=previous.dtype)],
+                      axis=-1)
+        new_states = []
+        for lstm, state in zip(self.lstms, states):
+            h, state = lstm.cell(h, state)
+            new_states.append(list(state))
+        return h, new_states
+
+    def call(self, sequence, lengths):
+        return self.parallel(sequence, lengths)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(input_size=self.input_size, max_length=self.max_length, units=self.units,
+                      num_layers=self.num_layers)
+        return config
