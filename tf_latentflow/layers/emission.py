@@ -73,7 +73,8 @@ class Emission(keras.layers.Layer):
             raise ValueError(f"Emission: max_length (>= 1) is required, got {max_length}")
         if (vocab_size is None) == (num_notes is None):
             raise ValueError("Emission: give exactly one of vocab_size (text) and num_notes (music)")
-        self._convert_input_args = False
+        self._convert_input_args = False  # ids stay integers; z, lengths keep their dtypes
+        self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.latent_size = int(latent_size)
         self.max_length = int(max_length)
         self.vocab_size = None if vocab_size is None else int(vocab_size)

@@ -76,6 +76,7 @@ class SymbolEmbedding(keras.layers.Layer):
     def __init__(self, num_symbols: int, size: int, is_text: bool, **kwargs):
         super().__init__(**kwargs)
         self._convert_input_args = False  # token ids must stay integers
+        self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.num_symbols = int(num_symbols)
         self.size = int(size)
         self.is_text = bool(is_text)
@@ -122,6 +123,7 @@ class StackedBiLSTM(keras.layers.Layer):
 
     def __init__(self, units: int, num_layers: int = 2, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        self._allow_non_tensor_positional_args = True  # NumPy inputs and lengths are fine
         if int(num_layers) < 1 or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"StackedBiLSTM: bad num_layers={num_layers} or dropout={dropout}")
         self.units = int(units)
@@ -195,7 +197,8 @@ class InferenceNetwork(keras.layers.Layer):
             raise ValueError(f"InferenceNetwork: max_length (>= 1) is required, got {max_length}")
         if (vocab_size is None) == (num_notes is None):
             raise ValueError("InferenceNetwork: give exactly one of vocab_size (text) and num_notes (music)")
-        self._convert_input_args = False
+        self._convert_input_args = False  # ids stay integers; z, lengths keep their dtypes
+        self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.latent_size = int(latent_size)
         self.max_length = int(max_length)
         self.vocab_size = None if vocab_size is None else int(vocab_size)
