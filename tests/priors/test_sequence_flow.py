@@ -147,3 +147,17 @@ def test_config_round_trip_and_argument_errors():
         make_prior("iaf-scf-af-hidden", max_length=7)
     with pytest.raises(ValueError, match="max_length"):
         SequenceFlowPrior(latent_size=4)
+
+
+@pytest.mark.parametrize("name", ["af-af", "iaf-scf"])
+def test_lstm_dropout_acts_only_in_training(name):
+    prior = make_prior(name, latent_size=H, max_length=MAX_LENGTH, lstm_units=16,
+                       num_flow_layers=2, flow_hidden_units=(8,), lstm_dropout=0.5)
+    prior.build()
+    randomize_weights(prior, seed=0, scale=0.3)
+    lengths = tf.constant([4, 3], tf.int32)
+    z = prior.sample(lengths, seed=1)
+    evaluation = prior.log_prob(z, lengths).numpy()
+    np.testing.assert_array_equal(prior.log_prob(z, lengths).numpy(), evaluation)
+    trained = prior.log_prob(z, lengths, training=True).numpy()
+    assert np.all(np.isfinite(trained)) and not np.allclose(trained, evaluation)

@@ -8,7 +8,7 @@ __all__ = ["make_prior"]
 
 
 def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=2,
-               num_flow_layers=5, flow_hidden_units=(100, 100), **kwargs):
+               num_flow_layers=5, flow_hidden_units=(100, 100), lstm_dropout=0.0, **kwargs):
     """The prior called `name` (e.g. "af-af", "iaf-scf", "af-af-nlsq"), with the paper's sizes.
 
     Args:
@@ -17,6 +17,7 @@ def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=
       lstm_units, lstm_layers: the LSTM over time (paper: 2 x 500).
       num_flow_layers: L, layers of the flow within a step (paper: 5).
       flow_hidden_units: MADE / coupling network widths (paper: 2 x 100).
+      lstm_dropout: dropout on the time LSTM's outputs in training (reference: 0.2).
       kwargs: passed to the Keras layer (e.g. `name`).
     """
     spec = parse_prior_name(name)
@@ -27,4 +28,4 @@ def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=
         scalar_map=spec.scalar_map, lstm_units=lstm_units, lstm_layers=lstm_layers,
         # The "- AF hidden" ablation is a single elementwise transform per step.
         num_flow_layers=1 if spec.hidden == "elementwise" else num_flow_layers,
-        flow_hidden_units=flow_hidden_units, **kwargs)
+        flow_hidden_units=flow_hidden_units, lstm_dropout=lstm_dropout, **kwargs)

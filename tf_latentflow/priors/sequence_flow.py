@@ -49,11 +49,12 @@ class SequenceFlowPrior(keras.layers.Layer):
       lstm_units, lstm_layers: the LSTM over time (paper: 2 x 500).
       num_flow_layers: layers of the within-step flow (paper: 5).
       flow_hidden_units: conditioner widths (paper: MADE 2 x 100).
+      lstm_dropout: dropout on the time LSTM's outputs in training (reference: 0.2).
     """
 
     def __init__(self, latent_size=50, max_length=None, time="af", hidden="af", scalar_map="nlsq",
                  lstm_units=500, lstm_layers=2, num_flow_layers=5, flow_hidden_units=(100, 100),
-                 **kwargs):
+                 lstm_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         if max_length is None:
             raise ValueError("max_length (the T-feature depth) is required")
@@ -69,13 +70,14 @@ class SequenceFlowPrior(keras.layers.Layer):
         self.lstm_layers = int(lstm_layers)
         self.num_flow_layers = int(num_flow_layers)
         self.flow_hidden_units = tuple(int(u) for u in flow_hidden_units)
+        self.lstm_dropout = float(lstm_dropout)
         if time == "none":
             self.conditioner = None
             context_size = 2 * self.max_length
         else:
             self.conditioner = TimeConditioner(self.latent_size, self.max_length,
                                                units=self.lstm_units, num_layers=self.lstm_layers,
-                                               name="time_lstm")
+                                               dropout=self.lstm_dropout, name="time_lstm")
             context_size = self.lstm_units
         self.flow = HiddenFlowStack(self.latent_size, kind=hidden, num_layers=self.num_flow_layers,
                                     hidden_units=self.flow_hidden_units, scalar_map=scalar_map,
@@ -99,15 +101,15 @@ class SequenceFlowPrior(keras.layers.Layer):
         y, log_det = fn(flat_x, context=flat_c)
         return tf.reshape(y, shape), tf.reshape(log_det, shape[:2])
 
-    def _parallel(self, direction, x, lengths):
+    def _parallel(self, direction, x, lengths, training=False):
         """Contexts from the known `x` itself (shifted), then the flow for all t in one pass."""
         if self.conditioner is None:
             context = t_features(lengths, tf.shape(x)[1], self.max_length, dtype=x.dtype)
         else:
-            context = self.conditioner.parallel(x, lengths)
+            context = self.conditioner.parallel(x, lengths, training=training)
         return self._apply_flow(direction, x, context)
 
-    def _serial(self, direction, y, lengths):
+    def _serial(self, direction, y, lengths, training=False):
         """Output x built step by step: c_t from x_<t, then x_t = flow(y_t; c_t)."""
         batch, steps = tf.shape(y)[0], tf.shape(y)[1]
         bijector = self.flow.bijector
@@ -117,7 +119,7 @@ class SequenceFlowPrior(keras.layers.Layer):
         log_dets = tf.TensorArray(y.dtype, size=steps, element_shape=[None])
 
         def body(t, previous, states, outputs, log_dets):
-            context, states = self.conditioner.step(previous, t, lengths, states)
+            context, states = self.conditioner.step(previous, t, lengths, states, training=training)
             x_t, log_det_t = fn(y_by_step[t], context=context)
             return t + 1, x_t, states, outputs.write(t, x_t), log_dets.write(t, log_det_t)
 
@@ -138,9 +140,9 @@ class SequenceFlowPrior(keras.layers.Layer):
         valid = step_mask(lengths, tf.shape(z)[1], tf.bool)
         z = tf.where(valid[..., tf.newaxis], z, tf.zeros_like(z))  # padding never reaches the math
         if self.time == "iaf":
-            eps, log_det = self._serial("inverse", z, lengths)
+            eps, log_det = self._serial("inverse", z, lengths, training=training)
         else:
-            eps, log_det = self._parallel("inverse", z, lengths)
+            eps, log_det = self._parallel("inverse", z, lengths, training=training)
         return tf.where(valid, standard_normal_log_prob(eps) + log_det, tf.zeros_like(log_det))
 
     def sample(self, lengths, seed=None, max_steps=None):
@@ -185,5 +187,5 @@ class SequenceFlowPrior(keras.layers.Layer):
         config.update(latent_size=self.latent_size, max_length=self.max_length, time=self.time,
                       hidden=self.hidden, scalar_map=self.scalar_map, lstm_units=self.lstm_units,
                       lstm_layers=self.lstm_layers, num_flow_layers=self.num_flow_layers,
-                      flow_hidden_units=list(self.flow_hidden_units))
+                      flow_hidden_units=list(self.flow_hidden_units), lstm_dropout=self.lstm_dropout)
         return config

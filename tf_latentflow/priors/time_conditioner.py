@@ -28,14 +28,19 @@ class TimeConditioner(keras.layers.Layer):
       max_length: depth of the T-features (length model's maximum).
       units: LSTM width (paper: 500).
       num_layers: LSTM depth (paper: 2).
+      dropout: dropout rate on the output of every LSTM layer in training
+        (the reference's `--dlocs prior_rnn`, rate 0.2 by default).
     """
 
-    def __init__(self, input_size, max_length, units=500, num_layers=2, **kwargs):
+    def __init__(self, input_size, max_length, units=500, num_layers=2, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.input_size = int(input_size)
         self.max_length = int(max_length)
         self.units = int(units)
         self.num_layers = int(num_layers)
+        self.dropout = float(dropout)
+        self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
+                         for i in range(self.num_layers)]
         self.lstms = [keras.layers.LSTM(self.units, return_sequences=True, name=f"lstm_{i}")
                       for i in range(self.num_layers)]
         self.initial_state_net = keras.layers.Dense(2 * self.num_layers * self.units,
@@ -61,7 +66,7 @@ class TimeConditioner(keras.layers.Layer):
         """s_{-1} broadcast to `[B, input_size]`."""
         return tf.broadcast_to(tf.cast(self.start, dtype), tf.stack([batch_size, self.input_size]))
 
-    def parallel(self, sequence, lengths):
+    def parallel(self, sequence, lengths, training=False):
         """h_t for every t from the known `sequence` `[B, T, input_size]`: `[B, T, units]`."""
         if not self.built:
             self.build()
@@ -70,25 +75,26 @@ class TimeConditioner(keras.layers.Layer):
                              sequence[:, :-1]], axis=1)
         features = t_features(lengths, steps, self.max_length, dtype=sequence.dtype)
         h = tf.concat([shifted, features], axis=-1)
-        for lstm, state in zip(self.lstms, self.initial_state(lengths)):
-            h = lstm(h, initial_state=state)
+        for lstm, dropout, state in zip(self.lstms, self.dropouts, self.initial_state(lengths)):
+            h = dropout(lstm(h, initial_state=state), training=training)
         return h
 
-    def step(self, previous, t, lengths, states):
+    def step(self, previous, t, lengths, states, training=False):
         """One step: `(h_t [B, units], new states)` from s_{t-1} `[B, input_size]`."""
         h = tf.concat([previous, t_features_at(t, lengths, self.max_length, dtype=previous.dtype)],
                       axis=-1)
         new_states = []
-        for lstm, state in zip(self.lstms, states):
+        for lstm, dropout, state in zip(self.lstms, self.dropouts, states):
             h, state = lstm.cell(h, state)
             new_states.append(list(state))
+            h = dropout(h, training=training)
         return h, new_states
 
-    def call(self, sequence, lengths):
-        return self.parallel(sequence, lengths)
+    def call(self, sequence, lengths, training=False):
+        return self.parallel(sequence, lengths, training=training)
 
     def get_config(self):
         config = super().get_config()
         config.update(input_size=self.input_size, max_length=self.max_length, units=self.units,
-                      num_layers=self.num_layers)
+                      num_layers=self.num_layers, dropout=self.dropout)
         return config
