@@ -1,13 +1,15 @@
-"""`python -m trainers.music`: not implemented yet (issue 5)."""
+"""`python -m trainers.music --dataset jsb --model af-af`: train and evaluate on a music benchmark.
+
+Re-running the same command with the same --output-dir resumes; --evaluate-only
+evaluates the best checkpoint. See `tf_latentflow.training.config` for the flags
+and their per-dataset defaults.
+"""
 
 import sys
 
-
-def main() -> int:
-    print("trainers.music is not implemented yet (tracked in issue 5); "
-          "the flow toolkit in tf_latentflow.bijectors is available.", file=sys.stderr)
-    return 2
-
+from tf_latentflow.training.config import MUSIC_DATASETS
+from trainers.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:], prog="python -m trainers.music", datasets=MUSIC_DATASETS,
+                  default_dataset="jsb_chorales", description=__doc__.splitlines()[0]))

@@ -1,0 +1,8 @@
+"""Training: configuration, schedules and the strategy-aware custom training loop."""
+
+from tf_latentflow.training.config import (MODEL_CHOICES, MUSIC_DATASETS, TEXT_DATASETS, TrainConfig,
+                                           default_config)
+from tf_latentflow.training.trainer import Trainer, TrainingDiverged, run
+
+__all__ = ["MODEL_CHOICES", "MUSIC_DATASETS", "TEXT_DATASETS", "TrainConfig", "Trainer",
+           "TrainingDiverged", "default_config", "run"]

@@ -1,0 +1,406 @@
+"""The training loop: custom tf.function steps under a tf.distribute strategy.
+
+One `run(config)` serves every dataset and model:
+
+  data       the TFDS builder of the dataset, seeded shuffled and bucketed batches
+  model      LatentFlowVAE (flow priors) or LSTMBaseline, with p(T) from train + validation
+  step       per replica: loss = mean_b [loss_b / (T_b + 1)] (the reference objective),
+             gradients clipped by global norm, Adam (or SGD for the baseline)
+  schedule   KL annealing per step, learning rate / 4 on validation plateaus (schedules.py)
+  state      model, optimizer and a TrainState (epoch, global step, best validation
+             loss, plateau count, learning rate, wall time) in tf.train.Checkpoint;
+             `checkpoints/latest` after every epoch, `checkpoints/best` on improvement
+  resume     re-running with the same output directory restores `latest` and
+             continues; all randomness derives from (seed, epoch, global step), so the
+             run continues as if never interrupted
+  evaluate   the best checkpoint, importance-sampled NLL on validation and test,
+             written to results.json in the paper's units
+
+A NaN or Inf loss stops the run with `TrainingDiverged` before anything is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_latentflow import data as D
+from tf_latentflow import evaluation
+from tf_latentflow.baseline import LSTMBaseline
+from tf_latentflow.model import LatentFlowVAE
+from tf_latentflow.training import schedules
+from tf_latentflow.training.config import TrainConfig
+
+__all__ = ["TrainingDiverged", "DataBundle", "load_data", "build_model", "Trainer", "run"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or Inf; the best checkpoint is left untouched."""
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DataBundle:
+    splits: dict  # split name -> TFDS examples (tf.data.Dataset)
+    lengths: dict  # split name -> np.ndarray of lengths
+    vocabulary: tuple | None  # text: id -> symbol
+
+
+def load_data(config: TrainConfig) -> DataBundle:
+    """Prepare (once) and open the dataset's three splits."""
+    builder = D.prepare(config.dataset, data_dir=os.path.expanduser(config.prepared_dir),
+                        source_dir=config.data_dir)
+    splits = {name: builder.as_dataset(split=name) for name in ("train", "validation", "test")}
+    lengths = {name: D.split_lengths(ds) for name, ds in splits.items()}
+    vocabulary = tuple(builder.info.metadata["vocab"]) if config.is_text else None
+    return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
+
+
+def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int | None = None,
+            batch_size: int | None = None) -> tf.data.Dataset:
+    """Batches of a split; training batches are shuffled with a seed fixed by (seed, epoch)."""
+    training = epoch is not None
+    boundaries = (D.quantile_boundaries(bundle.lengths["train"], config.num_buckets)
+                  if config.num_buckets > 1 else ())
+    batch_config = D.BatchConfig(
+        batch_size=batch_size or (config.batch_size if training else config.eval_batch_size),
+        shuffle=training, seed=(config.seed * 1_000_003 + epoch) if training else None,
+        bucket_boundaries=boundaries)
+    return D.make_batches(bundle.splits[split], batch_config)
+
+
+# -- model -----------------------------------------------------------------------------------
+
+
+def length_model(config: TrainConfig, bundle: DataBundle) -> D.LengthModel:
+    """p(T) from training and validation lengths (the reference rule; smoothed for music)."""
+    lengths = np.concatenate([bundle.lengths["train"], bundle.lengths["validation"]])
+    model = D.LengthModel.from_lengths(lengths, smoothing=not config.is_text, name="length_model")
+    longest = int(max(bundle.lengths["test"].max(), lengths.max()))
+    if longest > model.max_length:
+        raise ValueError(f"a {config.dataset} sequence of length {longest} exceeds the length "
+                         f"model's maximum {model.max_length}")
+    return model
+
+
+def build_model(config: TrainConfig, lengths_model: D.LengthModel, vocab_size: int | None):
+    """LatentFlowVAE or LSTMBaseline with the configured sizes."""
+    output = dict(vocab_size=vocab_size) if config.is_text else dict(num_notes=88)
+    if config.is_baseline:
+        return LSTMBaseline(max_length=lengths_model.max_length, embedding_size=config.embedding_size,
+                            hidden_units=config.hidden_units, dropout=config.baseline_dropout,
+                            length_model=lengths_model, **output)
+    return LatentFlowVAE(
+        max_length=lengths_model.max_length, prior=config.prior_name, latent_size=config.latent_size,
+        embedding_size=config.embedding_size, hidden_units=config.hidden_units,
+        prior_lstm_units=config.prior_lstm_units, num_flow_layers=config.num_flow_layers,
+        flow_hidden_units=config.flow_hidden_units, length_model=lengths_model,
+        prior_kwargs={"lstm_dropout": config.prior_dropout}
+        if config.model not in ("af-only", "standard-normal") else None,
+        **output)
+
+
+def sequence_terms(model, batch, *, kl_weight, num_samples, seed, training):
+    """Per-sequence loss and KL in nats, float32 [B] (the KL is 0 for the baseline)."""
+    if isinstance(model, LSTMBaseline):
+        loss = model.nll(batch["x"], batch["lengths"], training=training)
+        return {"loss": loss, "kl": tf.zeros_like(loss)}
+    out = model.elbo(batch["x"], batch["lengths"], num_samples=num_samples, kl_weight=kl_weight,
+                     seed=seed, training=training)
+    return {"loss": out["loss"], "kl": out["kl"]}
+
+
+# -- distribution, precision -----------------------------------------------------------------
+
+
+def select_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def configure_precision(mode: str) -> str:
+    """'mixed_float16' on a GPU when mode is 'auto', else 'float32'; sets the global policy."""
+    policy = "mixed_float16" if mode == "auto" and tf.config.list_logical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+class TrainState(tf.Module):
+    """The loop's own state, checkpointed with the model and optimizer."""
+
+    def __init__(self, learning_rate: float):
+        super().__init__(name="train_state")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.best_validation = tf.Variable(math.inf, dtype=tf.float64, trainable=False,
+                                           name="best_validation")
+        self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
+        self.learning_rate = tf.Variable(learning_rate, dtype=tf.float64, trainable=False,
+                                         name="learning_rate")
+        self.wall_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_seconds")
+
+
+# -- the trainer -----------------------------------------------------------------------------
+
+
+class Trainer:
+    """Owns a run directory: config.json, checkpoints/, tensorboard/, history.jsonl, results.json."""
+
+    def __init__(self, config: TrainConfig, bundle: DataBundle | None = None, log=print):
+        self.config = config
+        self.log = log
+        self.output_dir = pathlib.Path(config.output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.policy = configure_precision(config.mixed_precision)
+        self.strategy = select_strategy(config.strategy)
+        self.bundle = bundle or load_data(config)
+        vocab_size = len(self.bundle.vocabulary) if self.bundle.vocabulary else None
+        with self.strategy.scope():
+            self.model = build_model(config, length_model(config, self.bundle), vocab_size)
+            optimizer_cls = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.SGD
+            optimizer = optimizer_cls(learning_rate=config.learning_rate,
+                                      global_clipnorm=config.clip_norm or None)
+            if self.policy == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            self.optimizer.build(self.model.trainable_variables)
+            self.state = TrainState(config.learning_rate)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              state=self.state)
+        self.latest = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "latest",
+                                                 max_to_keep=2)
+        self.best = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "best",
+                                               max_to_keep=1)
+        self._train_step = None
+
+    # -- persistence --------------------------------------------------------------------
+
+    def write_config(self):
+        resolved = json.loads(self.config.to_json())
+        resolved["model_config"] = self.model.get_config()
+        resolved["precision_policy"] = self.policy
+        resolved["num_replicas"] = self.strategy.num_replicas_in_sync
+        if self.bundle.vocabulary is not None:
+            resolved["vocabulary"] = list(self.bundle.vocabulary)
+        _atomic_write(self.output_dir / "config.json", json.dumps(resolved, indent=2, default=str))
+
+    def restore_latest(self) -> bool:
+        path = self.latest.latest_checkpoint
+        if path is None:
+            return False
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        self.optimizer.learning_rate = float(self.state.learning_rate.numpy())
+        self.log(f"resumed from {path}: epoch {int(self.state.epoch.numpy())}, "
+                 f"step {int(self.state.global_step.numpy())}")
+        return True
+
+    def restore_for_evaluation(self) -> str:
+        path = self.best.latest_checkpoint or self.latest.latest_checkpoint
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint in {self.output_dir / 'checkpoints'}")
+        self.checkpoint.restore(path).expect_partial()
+        return path
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _step_seed(self, step):
+        return tf.random.experimental.stateless_fold_in(
+            tf.constant([self.config.seed, 7919], tf.int64), tf.cast(step, tf.int64))
+
+    def _make_train_step(self, element_spec):
+        config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
+
+        def replica_step(batch, kl_weight, seed):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+            with tf.GradientTape() as tape:
+                terms = sequence_terms(model, batch, kl_weight=kl_weight,
+                                       num_samples=config.elbo_samples, seed=seed, training=True)
+                per_step = evaluation.per_step(terms["loss"], batch["lengths"])
+                loss = tf.nn.compute_average_loss(per_step)
+                scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+            variables = model.trainable_variables
+            gradients = tape.gradient(scaled, variables)
+            optimizer.apply_gradients(zip(gradients, variables))
+            kl = tf.nn.compute_average_loss(evaluation.per_step(terms["kl"], batch["lengths"]))
+            return loss, kl
+
+        @tf.function(input_signature=[element_spec, tf.TensorSpec([], tf.float32),
+                                      tf.TensorSpec([2], tf.int64)])
+        def train_step(batch, kl_weight, seed):
+            loss, kl = strategy.run(replica_step, args=(batch, kl_weight, seed))
+            return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None))
+
+        return train_step
+
+    def _loss_sums(self, dataset, kl_weight):
+        """Corpus sums over a split of the training objective's terms (no dropout)."""
+        model, config = self.model, self.config
+
+        @tf.function(reduce_retracing=True)
+        def sums(batch, seed):
+            terms = sequence_terms(model, batch, kl_weight=kl_weight, num_samples=config.elbo_samples,
+                                   seed=seed, training=False)
+            steps = tf.cast(evaluation.step_counts(batch["lengths"]), tf.float32)
+            return tf.reduce_sum(terms["loss"]), tf.reduce_sum(terms["kl"]), tf.reduce_sum(steps)
+
+        total = np.zeros(3)
+        for i, batch in enumerate(dataset):
+            if config.max_eval_batches and i >= config.max_eval_batches:
+                break
+            total += np.array([float(v) for v in sums(batch, self._step_seed(10**9 + i))])
+        return {"loss": total[0] / total[2], "kl": total[1] / total[2]}
+
+    def evaluate_nll(self, split: str, num_samples: int) -> dict:
+        """Importance-sampled NLL of a split, per step (T + 1) in the paper's unit."""
+        model, config = self.model, self.config
+
+        @tf.function(reduce_retracing=True)
+        def sums(batch, seed):
+            lengths = batch["lengths"]
+            if isinstance(model, LSTMBaseline):
+                nll = model.nll(batch["x"], lengths)
+                reconstruction, kl = nll + model.length_model.log_prob(lengths), tf.zeros_like(nll)
+            else:
+                out = model.nll(batch["x"], lengths, num_samples=num_samples, seed=seed,
+                                chunk_size=min(num_samples, 10))
+                nll, reconstruction, kl = out["nll"], -out["reconstruction"], out["kl"]
+            steps = tf.cast(evaluation.step_counts(lengths), tf.float32)
+            return (tf.reduce_sum(nll), tf.reduce_sum(reconstruction), tf.reduce_sum(kl),
+                    tf.reduce_sum(steps), tf.cast(tf.shape(lengths)[0], tf.float32))
+
+        total = np.zeros(5)
+        dataset = batches(config, self.bundle, split)
+        for i, batch in enumerate(dataset):
+            if config.max_eval_batches and i >= config.max_eval_batches:
+                break
+            total += np.array([float(v) for v in sums(batch, self._step_seed(2 * 10**9 + i))])
+        scale = 1.0 / total[3] / (math.log(2.0) if config.is_text else 1.0)
+        return {"nll": total[0] * scale, "reconstruction": total[1] * scale, "kl": total[2] * scale,
+                "unit": "bits per character" if config.is_text else "nats per time step",
+                "sequences": int(total[4]), "num_samples": 1 if config.is_baseline else num_samples}
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def fit(self):
+        config, state = self.config, self.state
+        self.restore_latest()
+        self.write_config()
+        writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
+        steps_per_epoch = sum(1 for _ in batches(config, self.bundle, "train", epoch=0))
+        if config.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+        validation = batches(config, self.bundle, "validation")
+        while int(state.epoch.numpy()) < config.epochs:
+            epoch = int(state.epoch.numpy())
+            started = time.perf_counter()
+            dataset = self.strategy.experimental_distribute_dataset(
+                batches(config, self.bundle, "train", epoch=epoch))
+            if self._train_step is None:
+                self._train_step = self._make_train_step(dataset.element_spec)
+            progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=[
+                "loss", "kl", "kl_weight", "steps/s"])
+            sums, step = np.zeros(2), 0
+            for step, batch in enumerate(dataset):
+                if step >= steps_per_epoch:
+                    break
+                weight = schedules.kl_weight(epoch, step, steps_per_epoch, config.kl_zero_epochs,
+                                             config.kl_ramp_epochs)
+                loss, kl = self._train_step(batch, tf.constant(weight, tf.float32),
+                                            self._step_seed(state.global_step))
+                loss, kl = float(loss), float(kl)
+                if not (math.isfinite(loss) and math.isfinite(kl)):
+                    raise TrainingDiverged(
+                        f"{config.dataset}/{config.model}: non-finite training loss ({loss}, kl {kl}) "
+                        f"at epoch {epoch}, step {step}; stopped without saving (the best and "
+                        f"latest checkpoints are from before)")
+                state.global_step.assign_add(1)
+                sums += (loss, kl)
+                elapsed = time.perf_counter() - started
+                progress.update(step + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
+                                           ("steps/s", (step + 1) / max(elapsed, 1e-9))])
+                if int(state.global_step.numpy()) % 10 == 0:
+                    with writer.as_default(step=int(state.global_step.numpy())):
+                        tf.summary.scalar("train/loss", loss)
+                        tf.summary.scalar("train/kl", kl)
+                        tf.summary.scalar("train/kl_weight", weight)
+            end_weight = schedules.kl_weight_at_epoch_end(epoch, config.kl_zero_epochs,
+                                                          config.kl_ramp_epochs)
+            val = self._loss_sums(validation, end_weight)
+            record = {"epoch": epoch, "train_loss": sums[0] / max(step + 1, 1),
+                      "train_kl": sums[1] / max(step + 1, 1), "validation_loss": val["loss"],
+                      "validation_kl": val["kl"], "kl_weight": end_weight,
+                      "learning_rate": float(state.learning_rate.numpy())}
+            if config.validation_nll_samples:
+                record["validation_nll"] = self.evaluate_nll("validation",
+                                                             config.validation_nll_samples)["nll"]
+            if schedules.ramp_done(epoch, config.kl_zero_epochs, config.kl_ramp_epochs):
+                plateau = schedules.plateau_update(
+                    schedules.Plateau(best=float(state.best_validation.numpy()),
+                                      bad_epochs=int(state.bad_epochs.numpy()),
+                                      learning_rate=float(state.learning_rate.numpy())),
+                    val["loss"], config.patience, config.lr_decay)
+                state.best_validation.assign(plateau.best)
+                state.bad_epochs.assign(plateau.bad_epochs)
+                state.learning_rate.assign(plateau.learning_rate)
+                self.optimizer.learning_rate = plateau.learning_rate
+                record.update(improved=plateau.improved, lr_decayed=plateau.decayed)
+            state.epoch.assign(epoch + 1)
+            state.wall_seconds.assign_add(time.perf_counter() - started)
+            if record.get("improved"):
+                self.best.save(checkpoint_number=epoch + 1)
+            self.latest.save(checkpoint_number=epoch + 1)
+            with writer.as_default(step=epoch + 1):
+                for key in ("validation_loss", "validation_kl", "learning_rate"):
+                    tf.summary.scalar(key.replace("_", "/", 1), record[key])
+            with open(self.output_dir / "history.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.log(json.dumps(record))
+        writer.flush()
+
+    def evaluate(self) -> dict:
+        """Evaluate the best checkpoint and write results.json."""
+        path = self.restore_for_evaluation()
+        started = time.perf_counter()
+        results = {
+            "dataset": self.config.dataset, "model": self.config.model,
+            "config": json.loads(self.config.to_json()),
+            "checkpoint": os.path.relpath(path, self.output_dir),
+            "epochs_trained": int(self.state.epoch.numpy()),
+            "wall_seconds": float(self.state.wall_seconds.numpy()),
+            "validation": self.evaluate_nll("validation", self.config.nll_samples),
+            "test": self.evaluate_nll("test", self.config.nll_samples),
+        }
+        results["evaluation_seconds"] = time.perf_counter() - started
+        _atomic_write(self.output_dir / "results.json", json.dumps(results, indent=2))
+        self.log(json.dumps({k: results[k] for k in ("validation", "test")}))
+        return results
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
+def run(config: TrainConfig, log=print) -> dict:
+    """Train (resuming if the output directory has a checkpoint), then evaluate."""
+    trainer = Trainer(config, log=log)
+    if not config.evaluate_only:
+        trainer.fit()
+    return trainer.evaluate()
