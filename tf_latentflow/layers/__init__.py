@@ -2,6 +2,7 @@
 
 from tf_latentflow.layers.context_mlp import ContextMLP
 from tf_latentflow.layers.hidden_flow import STACK_KINDS, HiddenFlowStack
+from tf_latentflow.layers.lstm import FastLSTM
 from tf_latentflow.layers.made import MADE
 
-__all__ = ["ContextMLP", "HiddenFlowStack", "MADE", "STACK_KINDS"]
+__all__ = ["ContextMLP", "FastLSTM", "HiddenFlowStack", "MADE", "STACK_KINDS"]

@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from tf_latentflow.data.t_features import t_features, t_features_at
+from tf_latentflow.layers.lstm import FastLSTM
 
 __all__ = ["TimeConditioner"]
 
@@ -41,8 +42,7 @@ class TimeConditioner(keras.layers.Layer):
         self.dropout = float(dropout)
         self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
                          for i in range(self.num_layers)]
-        self.lstms = [keras.layers.LSTM(self.units, return_sequences=True, name=f"lstm_{i}")
-                      for i in range(self.num_layers)]
+        self.lstms = [FastLSTM(self.units, name=f"lstm_{i}") for i in range(self.num_layers)]
         self.initial_state_net = keras.layers.Dense(2 * self.num_layers * self.units,
                                                     activation="tanh", name="initial_state")
 
@@ -85,7 +85,7 @@ class TimeConditioner(keras.layers.Layer):
                       axis=-1)
         new_states = []
         for lstm, dropout, state in zip(self.lstms, self.dropouts, states):
-            h, state = lstm.cell(h, state)
+            h, state = lstm.step(h, state)
             new_states.append(list(state))
             h = dropout(h, training=training)
         return h, new_states

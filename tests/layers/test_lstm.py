@@ -1,0 +1,55 @@
+"""FastLSTM computes exactly what keras.layers.LSTM computes with the same weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_latentflow.layers.lstm import FastLSTM
+
+
+def test_matches_keras_lstm_with_and_without_initial_state():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 7, 5)).astype(np.float32)
+    reference = keras.layers.LSTM(6, return_sequences=True)
+    reference(x)
+    fast = FastLSTM(6)
+    fast(x)
+    fast.set_weights(reference.get_weights())  # same layout: kernel, recurrent kernel, bias
+    np.testing.assert_allclose(fast(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-6)
+    state = [rng.normal(size=(3, 6)).astype(np.float32) for _ in range(2)]
+    np.testing.assert_allclose(fast(x, initial_state=state).numpy(),
+                               reference(x, initial_state=state).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_step_by_step_equals_the_whole_sequence_and_gradients_flow():
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(2, 4, 3)).astype(np.float32))
+    lstm = FastLSTM(5)
+    whole = lstm(x).numpy()
+    state = lstm.zero_state(2)
+    for t in range(4):
+        h, state = lstm.step(x[:, t], state)
+        np.testing.assert_allclose(h.numpy(), whole[:, t], rtol=1e-5, atol=1e-6)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(lstm(x)))
+    for var, grad in zip(lstm.trainable_variables, tape.gradient(loss, lstm.trainable_variables)):
+        assert grad is not None and np.any(grad.numpy() != 0), var.path
+
+
+def test_forget_bias_starts_at_one_and_config_round_trips():
+    lstm = FastLSTM(4)
+    lstm.build((None, None, 3))
+    np.testing.assert_array_equal(lstm.bias.numpy(), np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
+    assert FastLSTM.from_config(lstm.get_config()).units == 4
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16"])
+def test_runs_under_mixed_precision(policy):
+    try:
+        keras.mixed_precision.set_global_policy(policy)
+        lstm = FastLSTM(4)
+        out = lstm(np.ones((2, 3, 3), np.float32))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert out.dtype == tf.bfloat16 and np.all(np.isfinite(tf.cast(out, tf.float32).numpy()))
