@@ -37,7 +37,7 @@ def _sigmoid(a):
 
 def numpy_lstm(lstm, inputs):
     """Outputs [T, units] of a Keras LSTM layer run over inputs [T, F] from zero state."""
-    kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in lstm.cell.weights)
+    kernel, recurrent, bias = (w.numpy().astype(np.float64) for w in lstm.weights)
     units = recurrent.shape[0]
     h, c, out = np.zeros(units), np.zeros(units), []
     for v in inputs:
