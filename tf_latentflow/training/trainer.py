@@ -7,8 +7,9 @@ One `run(config)` serves every dataset and model:
   step       per replica: loss = mean_b [loss_b / (T_b + 1)] (the reference objective),
              gradients clipped by global norm, Adam (or SGD for the baseline)
   schedule   KL annealing per step, learning rate / 4 on validation plateaus (schedules.py)
-  state      model, optimizer and a TrainState (epoch, global step, best validation
-             loss, plateau count, learning rate, wall time) in tf.train.Checkpoint;
+  state      model, optimizer, dropout RNG states and a TrainState (epoch, global
+             step, best validation loss, plateau count, learning rate, wall time) in
+             tf.train.Checkpoint;
              `checkpoints/latest` after every epoch, `checkpoints/best` on improvement
   resume     re-running with the same output directory restores `latest` and
              continues; all randomness derives from (seed, epoch, global step), so the
@@ -154,6 +155,17 @@ class TrainState(tf.Module):
         self.wall_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_seconds")
 
 
+class SeedStates(tf.Module):
+    """The model's Keras seed-generator states (dropout RNG), which tf.train.Checkpoint
+    does not reach through the Keras layers; checkpointing them makes a resumed run
+    draw the same dropout masks as an uninterrupted one."""
+
+    def __init__(self, model):
+        super().__init__(name="seed_states")
+        self.states = {f"s{i}": v for i, v in enumerate(
+            v for v in model.non_trainable_variables if "seed_generator" in v.path)}
+
+
 # -- the trainer -----------------------------------------------------------------------------
 
 
@@ -166,6 +178,7 @@ class Trainer:
         self.output_dir = pathlib.Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.policy = configure_precision(config.mixed_precision)
+        keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
         self.strategy = select_strategy(config.strategy)
         self.bundle = bundle or load_data(config)
         vocab_size = len(self.bundle.vocabulary) if self.bundle.vocabulary else None
@@ -180,7 +193,7 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.state = TrainState(config.learning_rate)
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              state=self.state)
+                                              state=self.state, rng=SeedStates(self.model))
         self.latest = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "latest",
                                                  max_to_keep=2)
         self.best = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "best",
