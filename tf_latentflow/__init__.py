@@ -8,13 +8,16 @@ Sub-packages and modules:
   layers      Keras 3 layers: MADE, conditioner networks, within-step flow stacks.
   priors      sequence priors p(z_1:T | T) (AF/AF, AF/SCF, IAF/SCF, AF-only, ablations).
   data        TFDS builders, tf.data pipelines, the length model, T-features.
+  model       LatentFlowVAE: inference network, flow prior, emission, ELBO, NLL, sampling.
   baseline    LSTMBaseline, the paper's LSTM language model.
+  training    configuration, schedules and the strategy-aware training loop.
   evaluation  NLL units (bits per character, nats per step) and log-mean-exp.
 """
 
 from tf_latentflow import evaluation  # noqa: F401
 from tf_latentflow.baseline import LSTMBaseline
+from tf_latentflow.model import LatentFlowVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTMBaseline", "evaluation"]
+__all__ = ["LSTMBaseline", "LatentFlowVAE", "evaluation"]

@@ -161,3 +161,18 @@ def test_lstm_dropout_acts_only_in_training(name):
     np.testing.assert_array_equal(prior.log_prob(z, lengths).numpy(), evaluation)
     trained = prior.log_prob(z, lengths, training=True).numpy()
     assert np.all(np.isfinite(trained)) and not np.allclose(trained, evaluation)
+
+
+@pytest.mark.parametrize("name", ["af-af", "af-scf", "iaf-scf", "af-only", "af-af-af-hidden"])
+def test_log_prob_is_finite_far_from_the_origin(name):
+    # Extreme latents (and strongly scaled random weights) must give finite, if very
+    # low, densities: bounded raw parameters keep every layer's exp() from overflowing.
+    prior = tiny_prior(name, scale=0.5)
+    lengths = tf.constant([3, 3, 3], tf.int32)
+    z = np.stack([np.full((3, H), v, np.float32) for v in (-1e3, 9.0, 1e3)])
+    lp = prior.log_prob(z, lengths)
+    assert np.all(np.isfinite(lp.numpy())), lp.numpy()
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_sum(prior.log_prob(z, lengths))
+    grads = tape.gradient(loss, prior.trainable_variables)
+    assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads if g is not None)

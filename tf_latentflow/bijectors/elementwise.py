@@ -12,6 +12,7 @@ Both directions are one pass.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_latentflow.bijectors.conditioning import soft_bound
 from tf_latentflow.bijectors.scalar_maps import scalar_map_class
 
 __all__ = ["ContextElementwise"]
@@ -40,7 +41,7 @@ class ContextElementwise(tfb.Bijector):
     def _map(self, x, context):
         if context is None:
             raise ValueError(f"{self.name} needs a context= input")
-        raw = tf.cast(self._conditioner(context), x.dtype)
+        raw = soft_bound(tf.cast(self._conditioner(context), x.dtype))
         return self._map_cls.from_unconstrained(raw, validate_args=self.validate_args)
 
     def forward_and_log_det(self, x, context=None):

@@ -182,9 +182,14 @@ class NLSq(tfb.AutoCompositeTensorBijector):
 
 
 def _log_slope(x, b, c, d, g):
-    """log f'(x) = log b + log1p(-2 (c d / b) u / (1 + u^2)^2), u = d x + g."""
+    """log f'(x) = log b + log1p(-2 (c d / b) u / (1 + u^2)^2), u = d x + g.
+
+    u / (1 + u^2)^2 is evaluated as (u / (1 + u^2)) * (1 / (1 + u^2)), which goes
+    to 0 instead of inf / inf = NaN when u^2 overflows.
+    """
     u = d * x + g
-    return tf.math.log(b) + tf.math.log1p(-2.0 * (c * d / b) * u / tf.square(1.0 + tf.square(u)))
+    inv = 1.0 / (1.0 + tf.square(u))
+    return tf.math.log(b) + tf.math.log1p(-2.0 * (c * d / b) * (u * inv) * inv)
 
 
 def _solve_cubic_f64(y, a, b, c, d, g):
