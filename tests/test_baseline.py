@@ -40,7 +40,7 @@ def numpy_log_prob(model, x, length):
     for t in range(length):
         inp = np.concatenate([prev, np.eye(depth)[t], np.eye(depth)[length - 1 - t]])
         for i in range(model.num_layers):
-            p = f"lstm_{i}/lstm_cell/"
+            p = f"lstm_{i}/"
             z = inp @ W[p + "kernel"] + hs[i] @ W[p + "recurrent_kernel"] + W[p + "bias"]
             gi, gf, gc, go = np.split(z, 4)  # Keras gate order: input, forget, cell, output
             cs[i] = sigmoid(gf) * cs[i] + sigmoid(gi) * np.tanh(gc)
@@ -316,7 +316,7 @@ def test_paper_defaults():
     assert (model.num_layers, model.hidden_units, model.embedding_size) == (2, 500, 500)
     assert model.dropout == pytest.approx(0.1) and model.tie_weights
     assert model.embeddings.shape == (50, 500)
-    assert model.lstm_layers[0].cell.kernel.shape == (500 + 20, 4 * 500)
+    assert model.lstm_layers[0].kernel.shape == (500 + 20, 4 * 500)
     assert math.isclose(float(np.sum(model.length_model.probs.numpy())), 1.0, rel_tol=1e-6)
 
 

@@ -44,6 +44,7 @@ from keras import ops
 
 from tf_latentflow.data.length_model import LengthModel
 from tf_latentflow.data.t_features import t_features, t_features_at
+from tf_latentflow.layers.lstm import FastLSTM
 from tf_latentflow.seeds import as_stateless_seed as _as_seed
 
 __all__ = ["LSTMBaseline"]
@@ -110,8 +111,7 @@ class LSTMBaseline(keras.Model):
         policy = self.dtype_policy
         self.input_dropout = keras.layers.Dropout(self.dropout, name="input_dropout", dtype=policy)
         self.lstm_layers = [
-            keras.layers.LSTM(self.hidden_units, return_sequences=True, name=f"lstm_{i}", dtype=policy)
-            for i in range(self.num_layers)]
+            FastLSTM(self.hidden_units, name=f"lstm_{i}", dtype=policy) for i in range(self.num_layers)]
         self.lstm_dropouts = [keras.layers.Dropout(self.dropout, name=f"lstm_dropout_{i}", dtype=policy)
                               for i in range(self.num_layers)]
         uniform = keras.initializers.RandomUniform(-INIT_RANGE, INIT_RANGE)
@@ -202,7 +202,7 @@ class LSTMBaseline(keras.Model):
         feats = t_features(lengths, steps, self.max_length, dtype=self.compute_dtype)
         h = tf.concat([prev, feats], axis=-1)
         for layer, drop in zip(self.lstm_layers, self.lstm_dropouts):
-            h = drop(layer(h, training=training), training=training)
+            h = drop(layer(h), training=training)
         return self._output_logits(h)
 
     def call(self, inputs, training=False):
@@ -243,7 +243,7 @@ class LSTMBaseline(keras.Model):
     # -- sampling ---------------------------------------------------------------------------
 
     def sample(self, num_samples, lengths=None, seed=None, max_length=None):
-        """Draw sequences serially in t inside the graph (a tf.while_loop over LSTMCells).
+        """Draw sequences serially in t inside the graph (a tf.while_loop over the LSTM layers' `step`).
 
         Args:
           num_samples: N (int or scalar tensor).
@@ -276,7 +276,7 @@ class LSTMBaseline(keras.Model):
             steps = tf.identity(steps)
 
         dtype = self.compute_dtype
-        cells = [layer.cell for layer in self.lstm_layers]
+        cells = self.lstm_layers
         zeros = tf.zeros(tf.stack([num_samples, self.hidden_units]), dtype)
         states = tuple((zeros, zeros) for _ in cells)
         prev = tf.broadcast_to(ops.cast(self.start, dtype), tf.stack([num_samples, self.embedding_size]))
@@ -287,7 +287,7 @@ class LSTMBaseline(keras.Model):
             h = tf.concat([prev, t_features_at(t, lengths, self.max_length, dtype=dtype)], axis=-1)
             new_states = []
             for cell, (h_state, c_state) in zip(cells, states):
-                h, (h_new, c_new) = cell(h, [h_state, c_state], training=False)
+                h, (h_new, c_new) = cell.step(h, [h_state, c_state])
                 new_states.append((h_new, c_new))
             logits = self._output_logits(h)  # [N, V] float32
             seed_t = tf.random.experimental.stateless_fold_in(step_seed, tf.cast(t, tf.int64))

@@ -56,9 +56,8 @@ class FastLSTM(keras.layers.Layer):
 
     def call(self, inputs, initial_state=None):
         inputs = tf.convert_to_tensor(inputs)
-        kernel = tf.convert_to_tensor(self.kernel)
-        recurrent = tf.convert_to_tensor(self.recurrent_kernel)
-        projected = tf.tensordot(inputs, kernel, axes=1) + tf.convert_to_tensor(self.bias)
+        kernel, recurrent, bias = self._weights(inputs.dtype)
+        projected = tf.tensordot(inputs, kernel, axes=1) + bias
         if initial_state is None:
             initial_state = self.zero_state(tf.shape(inputs)[0], inputs.dtype)
         h0, c0 = [tf.cast(s, inputs.dtype) for s in initial_state]
@@ -70,13 +69,21 @@ class FastLSTM(keras.layers.Layer):
         hs, _ = tf.scan(step, tf.transpose(projected, [1, 0, 2]), initializer=(h0, c0))
         return tf.transpose(hs, [1, 0, 2])
 
+    def _weights(self, dtype):
+        """Kernel, recurrent kernel and bias in `dtype` (the compute dtype under mixed precision)."""
+        return [tf.cast(w, dtype) for w in (self.kernel, self.recurrent_kernel, self.bias)]
+
     def step(self, x_t, state):
-        """One step: `(h_t, [h_t, c_t])` from x_t `[B, D]` and state `[h, c]`."""
-        x_t = tf.cast(x_t, self.compute_dtype)
-        h, c = [tf.cast(s, self.compute_dtype) for s in state]
-        z = (tf.matmul(x_t, tf.convert_to_tensor(self.kernel))
-             + tf.matmul(h, tf.convert_to_tensor(self.recurrent_kernel))
-             + tf.convert_to_tensor(self.bias))
+        """One step: `(h_t, [h_t, c_t])` from x_t `[B, D]` and state `[h, c]`.
+
+        Runs outside Keras's `__call__` (inside a `tf.while_loop`), so it casts to
+        the compute dtype itself.
+        """
+        dtype = self.compute_dtype
+        kernel, recurrent, bias = self._weights(dtype)
+        x_t = tf.cast(x_t, dtype)
+        h, c = [tf.cast(s, dtype) for s in state]
+        z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent) + bias
         h, c = self._gates(z, c)
         return h, [h, c]
 
