@@ -1,0 +1,185 @@
+"""The two serving functions of an exported model, built from core TensorFlow ops only.
+
+  sample(num_samples, length, seed) -> {sequences, lengths[, text]}
+      T ~ p(T) when length == 0, else T = length for all N sequences; then the
+      model's sampler. Music sequences are uint8 [N, T, 88] piano rolls, text
+      sequences int32 [N, T] token ids (0 = padding) plus `text`, the decoded
+      strings. T = the longest drawn length (at least 1).
+
+  log_prob(sequences, lengths) -> {nll, nll_per_step}
+      nll: -log p(x) in nats including -log p(T): exact for the LSTM baseline,
+      importance-sampled (the run's sample count, a fixed seed) for the flow
+      models. nll_per_step: nll / (T + 1) in the paper's unit: nats per step
+      (music), bits per character (text).
+
+Every invalid request fails inside the graph with a `tf.debugging` assertion
+whose message names the input (`num_samples`, `length`, `sequences`,
+`lengths`).
+
+Speed: with `jit_compile=True` the sampler runs under XLA (the flow priors'
+serial loops are several times faster). XLA needs a static number of time
+steps, so the sampler is compiled for a few padded lengths ("buckets", by
+default powers of two from 16 up to the model's maximum length); a request
+runs the smallest bucket that holds its longest sequence and the result is
+cut to that length. The stateless random numbers of a draw depend on its
+bucket (and differ between XLA and plain graph execution), never on anything
+else: the same (num_samples, length, seed) always gives the same sequences.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import tensorflow as tf
+
+__all__ = ["default_buckets", "make_sample_fn", "make_log_prob_fn", "sample_signature",
+           "log_prob_signature"]
+
+LOG_2 = math.log(2.0)
+
+
+def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
+    """Powers of two from `smallest` below max_length, then max_length itself."""
+    buckets, size = [], smallest
+    while size < max_length:
+        buckets.append(size)
+        size *= 2
+    return tuple(buckets) + (int(max_length),)
+
+
+def sample_signature():
+    return [tf.TensorSpec([], tf.int32, name="num_samples"), tf.TensorSpec([], tf.int32, name="length"),
+            tf.TensorSpec([], tf.int64, name="seed")]
+
+
+def log_prob_signature(is_text: bool):
+    shape = [None, None] if is_text else [None, None, None]  # the note axis is checked in the graph
+    return [tf.TensorSpec(shape, tf.int32, name="sequences"), tf.TensorSpec([None], tf.int32, name="lengths")]
+
+
+def _decode_table(vocabulary) -> tf.Tensor:
+    """id -> string; the padding id 0 decodes to ''."""
+    return tf.constant([""] + [str(s) for s in list(vocabulary)[1:]], tf.string)
+
+
+def _draw(model, lengths, seed, *, steps):
+    """The model's sample for given lengths, padded to `steps` (a Python int or None)."""
+    x, _ = model.sample(tf.shape(lengths)[0], lengths=lengths, seed=seed, max_length=steps)
+    return x
+
+
+def make_sample_fn(model, vocabulary=None, *, jit_compile: bool = True, buckets=None):
+    """The `sample(num_samples, length, seed)` tf.function (see the module docstring).
+
+    model: LatentFlowVAE or LSTMBaseline. vocabulary: text models: id -> symbol
+    (decodes the `text` output). buckets: padded lengths compiled under XLA
+    (default `default_buckets(model.max_length)`); ignored without jit_compile.
+    """
+    max_length = int(model.max_length)
+    if model.is_text and vocabulary is None:
+        raise ValueError("a text model needs its vocabulary to decode samples")
+    if jit_compile:
+        buckets = tuple(sorted(set(int(b) for b in (buckets or default_buckets(max_length)))))
+        if buckets[-1] < max_length:
+            buckets += (max_length,)
+        draws = [tf.function(functools.partial(_draw, model, steps=b), jit_compile=True)
+                 for b in buckets]
+    table = _decode_table(vocabulary) if model.is_text else None
+
+    @tf.function(input_signature=sample_signature(), autograph=False)
+    def sample(num_samples, length, seed):
+        checks = [
+            tf.debugging.assert_positive(num_samples, message="`num_samples` must be positive"),
+            tf.debugging.assert_non_negative(
+                length, message="`length` must be >= 0 (0 draws lengths from p(T))"),
+            tf.debugging.assert_less_equal(
+                length, tf.constant(max_length, tf.int32),
+                message=f"`length` exceeds the model's maximum length {max_length}"),
+        ]
+        with tf.control_dependencies(checks):
+            num_samples = tf.identity(num_samples)
+        length_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.stack([seed, tf.constant(0, tf.int64)]), 2))
+        lengths = tf.cond(length > 0,
+                          lambda: tf.fill(tf.reshape(num_samples, [1]), length),
+                          lambda: model.length_model.sample(num_samples, seed=length_seed))
+        longest = tf.maximum(tf.reduce_max(lengths), 1)
+        if jit_compile:
+            index = tf.reduce_sum(tf.cast(tf.constant(buckets, tf.int32) < longest, tf.int32))
+            x = tf.switch_case(index, [functools.partial(d, lengths, draw_seed) for d in draws])
+            x = x[:, :longest]
+        else:
+            x = _draw(model, lengths, draw_seed, steps=None)
+        if model.is_text:
+            x = tf.ensure_shape(tf.cast(x, tf.int32), [None, None])
+            valid = tf.sequence_mask(lengths, tf.shape(x)[1])
+            symbols = tf.where(valid, tf.gather(table, x), tf.constant("", tf.string))
+            return {"sequences": x, "lengths": lengths,
+                    "text": tf.strings.reduce_join(symbols, axis=-1)}
+        x = tf.ensure_shape(tf.cast(x, tf.uint8), [None, None, model.num_notes])
+        return {"sequences": x, "lengths": lengths}
+
+    return sample
+
+
+def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=None, num_notes=None):
+    """tf.debugging checks of a log_prob request; returns the list of assertion ops."""
+    batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
+    checks = [
+        tf.debugging.assert_equal(tf.shape(lengths)[0], batch,
+                                  message="`lengths` must have one entry per sequence of `sequences`"),
+        tf.debugging.assert_non_negative(lengths, message="`lengths` must be >= 0"),
+        tf.debugging.assert_less_equal(lengths, steps, message="`lengths`: a length is longer than "
+                                       "the padded time dimension of `sequences`"),
+        tf.debugging.assert_less_equal(lengths, tf.constant(max_length, tf.int32),
+                                       message=f"`lengths` exceeds the model's maximum length {max_length}"),
+    ]
+    if vocab_size is not None:
+        checks += [
+            tf.debugging.assert_non_negative(sequences, message="`sequences`: token ids must be >= 0"),
+            tf.debugging.assert_less(sequences, tf.constant(vocab_size, tf.int32),
+                                     message=f"`sequences`: a token id is outside the vocabulary "
+                                     f"(size {vocab_size})"),
+        ]
+    else:
+        checks += [
+            tf.debugging.assert_equal(tf.shape(sequences)[2], num_notes,
+                                      message=f"`sequences` must have {num_notes} notes in its last "
+                                      f"dimension (a [N, T, {num_notes}] piano roll)"),
+            tf.debugging.assert_equal(
+                tf.reduce_all((sequences == 0) | (sequences == 1)), True,
+                message="`sequences`: piano-roll notes must be 0 or 1"),
+        ]
+    return checks
+
+
+def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | None = 10):
+    """The `log_prob(sequences, lengths)` tf.function (see the module docstring).
+
+    num_samples: importance samples K for a flow model (ignored by the exact
+    LSTM baseline); seed: the fixed stateless seed of those samples;
+    chunk_size: samples evaluated at a time (bounds memory; the estimate
+    depends on it through the per-chunk seeds, see `LatentFlowVAE.nll`).
+    """
+    is_baseline = not hasattr(model, "prior")
+    seed = tuple(int(s) for s in seed)
+    unit = LOG_2 if model.is_text else 1.0
+
+    @tf.function(input_signature=log_prob_signature(model.is_text), autograph=False)
+    def log_prob(sequences, lengths):
+        checks = validate_scoring_inputs(
+            sequences, lengths, max_length=int(model.max_length),
+            vocab_size=model.vocab_size if model.is_text else None,
+            num_notes=None if model.is_text else model.num_notes)
+        with tf.control_dependencies(checks):
+            sequences = tf.identity(sequences)
+        if is_baseline:
+            nll = model.nll(sequences, lengths)
+        else:
+            nll = model.nll(sequences, lengths, num_samples=num_samples,
+                            seed=tf.constant(seed, tf.int64), chunk_size=chunk_size)["nll"]
+        per_step = nll / (tf.cast(lengths, tf.float32) + 1.0) / unit
+        return {"nll": nll, "nll_per_step": per_step}
+
+    return log_prob
