@@ -14,25 +14,13 @@ import json
 import os
 import pathlib
 import platform
-import statistics
-import time
-
 import keras
 import tensorflow as tf
+from timing import median_seconds
 
 from tf_latentflow import evaluation
 from tf_latentflow.baseline import LSTMBaseline
 from tf_latentflow.model import LatentFlowVAE
-
-
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -14,23 +14,11 @@ import json
 import os
 import pathlib
 import platform
-import statistics
-import time
-
 import keras
 import tensorflow as tf
+from timing import median_seconds
 
 from tf_latentflow.priors import make_prior
-
-
-def median_seconds(fn, repeats):
-    fn()  # trace / compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

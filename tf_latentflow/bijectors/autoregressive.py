@@ -14,17 +14,13 @@ serves sampling. An inverse autoregressive flow (IAF) is
 """
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tf_latentflow.bijectors.conditioning import call_conditioner
-from tf_latentflow.bijectors.scalar_maps import scalar_map_class
+from tf_latentflow.bijectors.conditioning import ConditionalScalarMapFlow, call_conditioner
 
 __all__ = ["AutoregressiveFlow"]
 
-tfb = tfp.bijectors
 
-
-class AutoregressiveFlow(tfb.Bijector):
+class AutoregressiveFlow(ConditionalScalarMapFlow):
     """AF layer: `inverse(z, context=h)` is one pass; `forward(eps, context=h)` is serial in D.
 
     Args:
@@ -34,29 +30,13 @@ class AutoregressiveFlow(tfb.Bijector):
       scalar_map: "nlsq" (default) or "affine".
     """
 
-    is_conditional = True
-
     def __init__(self, conditioner, scalar_map="nlsq", validate_args=False,
                  name="autoregressive_flow"):
-        parameters = dict(locals())
-        self._conditioner = conditioner
-        self._scalar_map = scalar_map
-        self._map_cls = scalar_map_class(scalar_map)
-        super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
-                         parameters=parameters, name=name)
-
-    @property
-    def conditioner(self):
-        return self._conditioner
-
-    @property
-    def scalar_map(self):
-        return self._scalar_map
+        super().__init__(conditioner, scalar_map, validate_args, dict(locals()), name)
 
     def _map(self, z, context):
         """The elementwise scalar map g(. ; theta(z, h))."""
-        raw = call_conditioner(self._conditioner, z, context)
-        return self._map_cls.from_unconstrained(raw, validate_args=self.validate_args)
+        return self._scalar_map_from(call_conditioner(self._conditioner, z, context))
 
     def _forward(self, x, context=None):
         # Pass k fixes z_i for the dimension(s) of degree k, from z_<i fixed by

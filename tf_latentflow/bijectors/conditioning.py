@@ -1,12 +1,16 @@
 """Helpers shared by the conditional flow containers (AF, coupling, chains)."""
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 # `tfb.Invert(b)` returns the private base class `_Invert` when `b` is not a
 # CompositeTensor (our conditional layers hold Keras layers), so type checks
 # must use the base class.
 from tensorflow_probability.python.bijectors.invert import _Invert as InvertBase
 
-__all__ = ["InvertBase", "RAW_PARAMETER_BOUND", "call_conditioner", "is_conditional", "soft_bound"]
+from tf_latentflow.bijectors.scalar_maps import scalar_map_class
+
+__all__ = ["ConditionalScalarMapFlow", "InvertBase", "RAW_PARAMETER_BOUND", "call_conditioner",
+           "is_conditional", "soft_bound"]
 
 
 # Raw parameters pass through bound * tanh(raw / bound): the identity for |raw| << bound,
@@ -36,3 +40,33 @@ def is_conditional(bijector):
     if isinstance(bijector, InvertBase):
         return is_conditional(bijector.bijector)
     return bool(getattr(bijector, "is_conditional", False))
+
+
+class ConditionalScalarMapFlow(tfp.bijectors.Bijector):
+    """Base of the flow layers that apply one scalar map per dimension, its
+    parameters computed by a conditioner network (AF, coupling, elementwise).
+
+    Subclasses implement the directions; this class holds the conditioner, the
+    scalar-map choice and `_scalar_map(raw)`, the map built from raw outputs.
+    """
+
+    is_conditional = True
+
+    def __init__(self, conditioner, scalar_map, validate_args, parameters, name):
+        self._conditioner = conditioner
+        self._scalar_map = scalar_map
+        self._map_cls = scalar_map_class(scalar_map)
+        super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
+                         parameters=parameters, name=name)
+
+    @property
+    def conditioner(self):
+        return self._conditioner
+
+    @property
+    def scalar_map(self):
+        return self._scalar_map
+
+    def _scalar_map_from(self, raw):
+        """The elementwise scalar map with (softly bounded) raw parameters `raw` [..., D, P]."""
+        return self._map_cls.from_unconstrained(raw, validate_args=self.validate_args)

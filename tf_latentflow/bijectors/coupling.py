@@ -13,17 +13,13 @@ passes the last |num_masked| through.
 """
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tf_latentflow.bijectors.conditioning import call_conditioner
-from tf_latentflow.bijectors.scalar_maps import scalar_map_class
+from tf_latentflow.bijectors.conditioning import ConditionalScalarMapFlow, call_conditioner
 
 __all__ = ["Coupling"]
 
-tfb = tfp.bijectors
 
-
-class Coupling(tfb.Bijector):
+class Coupling(ConditionalScalarMapFlow):
     """Coupling layer; both directions in one pass.
 
     Args:
@@ -33,31 +29,17 @@ class Coupling(tfb.Bijector):
       scalar_map: "nlsq" (default) or "affine".
     """
 
-    is_conditional = True
-
     def __init__(self, conditioner, num_masked, scalar_map="nlsq", validate_args=False,
                  name="coupling"):
         parameters = dict(locals())
         if num_masked == 0:
             raise ValueError("num_masked must be non-zero: a coupling layer needs a conditioning part")
-        self._conditioner = conditioner
         self._num_masked = int(num_masked)
-        self._scalar_map = scalar_map
-        self._map_cls = scalar_map_class(scalar_map)
-        super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
-                         parameters=parameters, name=name)
-
-    @property
-    def conditioner(self):
-        return self._conditioner
+        super().__init__(conditioner, scalar_map, validate_args, parameters, name)
 
     @property
     def num_masked(self):
         return self._num_masked
-
-    @property
-    def scalar_map(self):
-        return self._scalar_map
 
     def _split(self, x):
         """(pass-through part, transformed part)."""
@@ -68,8 +50,7 @@ class Coupling(tfb.Bijector):
         return tf.concat([kept, moved] if self._num_masked > 0 else [moved, kept], axis=-1)
 
     def _map(self, kept, context):
-        raw = call_conditioner(self._conditioner, kept, context)
-        return self._map_cls.from_unconstrained(raw, validate_args=self.validate_args)
+        return self._scalar_map_from(call_conditioner(self._conditioner, kept, context))
 
     def forward_and_log_det(self, x, context=None):
         """`(z, log|det dz/d eps|)` in one conditioner pass."""

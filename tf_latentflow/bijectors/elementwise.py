@@ -10,39 +10,23 @@ Both directions are one pass.
 """
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tf_latentflow.bijectors.conditioning import soft_bound
-from tf_latentflow.bijectors.scalar_maps import scalar_map_class
+from tf_latentflow.bijectors.conditioning import ConditionalScalarMapFlow, soft_bound
 
 __all__ = ["ContextElementwise"]
 
-tfb = tfp.bijectors
 
-
-class ContextElementwise(tfb.Bijector):
+class ContextElementwise(ConditionalScalarMapFlow):
     """Elementwise scalar maps with parameters `conditioner(context)` of shape `[..., D, P]`."""
-
-    is_conditional = True
 
     def __init__(self, conditioner, scalar_map="nlsq", validate_args=False,
                  name="context_elementwise"):
-        parameters = dict(locals())
-        self._conditioner = conditioner
-        self._scalar_map = scalar_map
-        self._map_cls = scalar_map_class(scalar_map)
-        super().__init__(forward_min_event_ndims=1, validate_args=validate_args,
-                         parameters=parameters, name=name)
-
-    @property
-    def conditioner(self):
-        return self._conditioner
+        super().__init__(conditioner, scalar_map, validate_args, dict(locals()), name)
 
     def _map(self, x, context):
         if context is None:
             raise ValueError(f"{self.name} needs a context= input")
-        raw = soft_bound(tf.cast(self._conditioner(context), x.dtype))
-        return self._map_cls.from_unconstrained(raw, validate_args=self.validate_args)
+        return self._scalar_map_from(soft_bound(tf.cast(self._conditioner(context), x.dtype)))
 
     def forward_and_log_det(self, x, context=None):
         g = self._map(x, context)
