@@ -260,15 +260,18 @@ def test_training_on_a_tiny_dataset_reduces_the_loss():
 
 # -- precision, configuration -----------------------------------------------------------------
 
-@pytest.mark.parametrize("prior", ["standard-normal", "af-scf"])
-def test_mixed_bfloat16_forward_pass_is_close_to_float32(prior):
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("prior", ["standard-normal", "af-scf", "iaf-scf"])
+def test_mixed_precision_forward_pass_is_close_to_float32(prior, policy):
+    # mixed_float16 is the GPU policy; float16 kernels also run on this CPU, so both
+    # policies are checked here.
     reference = tiny(prior, False, scale=0.3)
     x, lengths = random_x(np.random.default_rng(7), False, [5, 3], 5)
     expected = reference.elbo(x, lengths, num_samples=2, seed=4)
     try:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        keras.mixed_precision.set_global_policy(policy)
         mixed = tiny(prior, False, scale=0.3)
-        assert mixed.inference.bilstm.compute_dtype == "bfloat16"
+        assert mixed.inference.bilstm.compute_dtype == policy.split("_")[1]
         mixed.set_weights(reference.get_weights())
         got = mixed.elbo(x, lengths, num_samples=2, seed=4)
         got_nll = mixed.nll(x, lengths, num_samples=4, seed=4)["nll"]
