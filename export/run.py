@@ -8,9 +8,24 @@ import pathlib
 
 import tensorflow as tf
 
-__all__ = ["TrainedRun", "load_run"]
+__all__ = ["TrainedRun", "IncompleteCheckpointError", "load_run", "checkpoint_objects"]
 
 CHECKPOINT_KINDS = ("best", "latest")
+
+
+class IncompleteCheckpointError(RuntimeError):
+    """The checkpoint does not hold every weight of the model (exporting it would serve
+    partly untrained weights)."""
+
+
+def checkpoint_objects(model) -> dict:
+    """What a run's checkpoint must hold for export: `model`, and `model_weights`, the list
+    of all of the model's weights in creation order.
+
+    Keras 3 layers kept in Python lists (the LSTM stacks, the flow's MADE layers) are
+    invisible to `tf.train.Checkpoint(model=model)`; the flat list reaches every weight.
+    """
+    return {"model": model, "model_weights": list(model.weights)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +78,13 @@ def load_run(run_dir, checkpoint: str = "best") -> TrainedRun:
     if path is None:
         raise FileNotFoundError(f"no {' or '.join(order)} checkpoint under {run_dir / 'checkpoints'}")
     model = build_from_config(config)
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    status = tf.train.Checkpoint(**checkpoint_objects(model)).restore(path).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise IncompleteCheckpointError(
+            f"{path} does not hold every weight of the {config.get('model')} model "
+            f"({len(model.weights)} weights; the checkpoint needs `model_weights`, see "
+            f"export.run.checkpoint_objects): {str(error)[:300]}") from error
     vocabulary = tuple(config["vocabulary"]) if config.get("vocabulary") else None
     return TrainedRun(model=model, config=config, vocabulary=vocabulary, checkpoint=path)

@@ -8,6 +8,7 @@ import pathlib
 import keras
 
 from export import signatures
+from export.run import load_run
 
 __all__ = ["next_version", "export_model", "export_run"]
 
@@ -22,7 +23,7 @@ def next_version(model_base) -> int:
 
 
 def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_seed=(0, 0),
-                 nll_chunk_size: int | None = 10, jit_compile: bool = True, buckets=None,
+                 nll_chunk_size: int | None = 10, jit_compile: bool | None = None, buckets=None,
                  metadata: dict | None = None) -> pathlib.Path:
     """Write `model` (LatentFlowVAE or LSTMBaseline) as a SavedModel at `path`.
 
@@ -47,7 +48,7 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
             "nll_samples": 0 if not hasattr(model, "prior") else int(nll_samples),
             "nll_seed": list(nll_seed), "nll_chunk_size": nll_chunk_size,
             "nll_per_step_unit": "bits per character" if model.is_text else "nats per time step",
-            "jit_compile": bool(jit_compile), **(metadata or {})}
+            "jit_compile": signatures.resolve_jit_compile(model, jit_compile), **(metadata or {})}
     (path / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     (path / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return path
@@ -56,8 +57,6 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
 def export_run(run_dir, model_base, *, version: int | None = None, checkpoint: str = "best",
                **options) -> pathlib.Path:
     """Restore a training run and export it to model_base/<version>/ (default: the next version)."""
-    from export.run import load_run
-
     trained = load_run(run_dir, checkpoint)
     version = next_version(model_base) if version is None else int(version)
     if version < 1:

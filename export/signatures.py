@@ -16,7 +16,7 @@ Every invalid request fails inside the graph with a `tf.debugging` assertion
 whose message names the input (`num_samples`, `length`, `sequences`,
 `lengths`).
 
-Speed: with `jit_compile=True` the sampler runs under XLA (the flow priors'
+Speed: with XLA (`jit_compile`, the default for music) the sampler runs under XLA (the flow priors'
 serial loops are several times faster). XLA needs a static number of time
 steps, so the sampler is compiled for a few padded lengths ("buckets", by
 default powers of two from 16 up to the model's maximum length); a request
@@ -69,13 +69,22 @@ def _draw(model, lengths, seed, *, steps):
     return x
 
 
-def make_sample_fn(model, vocabulary=None, *, jit_compile: bool = True, buckets=None):
+def resolve_jit_compile(model, jit_compile: bool | None) -> bool:
+    """None -> XLA for music models only: the text samplers draw ids with
+    `tf.random.stateless_categorical(..., dtype=tf.int32)`, which has no XLA
+    kernel (int64 has one)."""
+    return (not model.is_text) if jit_compile is None else bool(jit_compile)
+
+
+def make_sample_fn(model, vocabulary=None, *, jit_compile: bool | None = None, buckets=None):
     """The `sample(num_samples, length, seed)` tf.function (see the module docstring).
 
     model: LatentFlowVAE or LSTMBaseline. vocabulary: text models: id -> symbol
-    (decodes the `text` output). buckets: padded lengths compiled under XLA
+    (decodes the `text` output). jit_compile: run the sampler under XLA
+    (None: `resolve_jit_compile`). buckets: padded lengths compiled under XLA
     (default `default_buckets(model.max_length)`); ignored without jit_compile.
     """
+    jit_compile = resolve_jit_compile(model, jit_compile)
     max_length = int(model.max_length)
     if model.is_text and vocabulary is None:
         raise ValueError("a text model needs its vocabulary to decode samples")

@@ -82,3 +82,53 @@ def run_clean(script: str, *, timeout: float = 600) -> dict:
     if proc.returncode != 0:
         raise AssertionError(f"clean subprocess failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+TEXT_VOCABULARY = ("<pad>", "<unk>", " ", "a", "b", "c", "d")
+
+
+def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3, seed: int = 0):
+    """A run directory like the trainer's (config.json, checkpoints/best) for a tiny `model`
+    trained eagerly for `steps` Adam steps on random data; returns the in-memory model.
+
+    Much faster than `train_tiny_run` (no tf.function tracing of a train step).
+    """
+    import keras
+
+    from tf_latentflow.data import LengthModel
+
+    run_dir = pathlib.Path(run_dir)
+    dataset = "ptb" if text else "jsb"
+    config = default_config(dataset, model, str(run_dir), **dict(TINY, seed=seed))
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 9, size=16)
+    keras.utils.set_random_seed(seed)
+    model_obj = trainer_lib.build_model(
+        config, LengthModel.from_lengths(lengths, smoothing=not text, name="length_model"),
+        len(TEXT_VOCABULARY) if text else None)
+    batch_lengths = tf.constant(lengths[:4], tf.int32)
+    steps_t = int(lengths[:4].max())
+    if text:
+        x = tf.constant(rng.integers(2, len(TEXT_VOCABULARY), size=(4, steps_t)), tf.int32)
+    else:
+        x = tf.constant((rng.random((4, steps_t, 88)) < 0.1).astype(np.int32))
+    optimizer = keras.optimizers.Adam(0.01)
+    for step in range(steps):
+        with tf.GradientTape() as tape:
+            terms = trainer_lib.sequence_terms(model_obj, {"x": x, "lengths": batch_lengths},
+                                               kl_weight=1.0, num_samples=1, seed=step, training=True)
+            loss = tf.reduce_mean(terms["loss"] / (tf.cast(batch_lengths, tf.float32) + 1))
+        variables = model_obj.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    from export.run import checkpoint_objects
+
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**checkpoint_objects(model_obj)),
+                                         run_dir / "checkpoints" / "best", max_to_keep=1)
+    manager.save(checkpoint_number=1)
+    resolved = json.loads(config.to_json())
+    resolved["model_config"] = model_obj.get_config()
+    resolved["precision_policy"] = "float32"
+    if text:
+        resolved["vocabulary"] = list(TEXT_VOCABULARY)
+    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    return model_obj
