@@ -256,3 +256,28 @@ def test_missing_run_or_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no best or latest checkpoint"):
         load_run(tmp_path)
     assert export_main(["--run-dir", str(tmp_path), "--output", str(tmp_path / "m")]) == 1
+
+
+def test_sample_cli_writes_midi_files_and_text(exported, tmp_path):
+    from export import midi
+    from export.sample import draw, main as sample_main
+
+    music = exported["af-af"]["path"]
+    assert sample_main(["--model", str(music), "--num-samples", "3", "--length", "5", "--seed", "2",
+                        "--out", str(tmp_path / "music")]) == 0
+    expected = draw(music, 3, 5, 2)["sequences"]
+    files = sorted((tmp_path / "music").glob("*.mid"))
+    assert [f.name for f in files] == ["sample_0.mid", "sample_1.mid", "sample_2.mid"]
+    for path, roll in zip(files, expected):
+        back, tempo = midi.read_midi(path)
+        np.testing.assert_array_equal(back, roll)
+        assert tempo == pytest.approx(120)
+
+    text = exported["text-af-scf"]["path"]
+    assert sample_main(["--model", str(text), "--num-samples", "4", "--length", "5",
+                        "--out", str(tmp_path / "text")]) == 0
+    lines = (tmp_path / "text" / "samples.txt").read_text().split("\n")
+    assert len(lines) == 5 and lines[-1] == ""
+    assert [line.encode() for line in lines[:4]] == list(draw(text, 4, 5, 0)["text"])
+    assert sample_main(["--model", str(text), "--length", "999", "--out", str(tmp_path / "x")]) == 1
+    assert sample_main(["--model", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
