@@ -17,6 +17,7 @@ from tf_latentflow.training.config import default_config
 
 TINY = dict(latent_size=4, embedding_size=8, hidden_units=8, prior_lstm_units=8, num_flow_layers=2,
             flow_hidden_units=(8,), eval_batch_size=4, nll_samples=3, num_buckets=1)
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BLOCKED = ("tensorflow_probability", "tf_keras", "tf_latentflow", "trainers", "export")
 
 
