@@ -8,6 +8,8 @@ import pathlib
 
 import tensorflow as tf
 
+from tf_latentflow.training.checkpoints import checkpoint_objects
+
 __all__ = ["TrainedRun", "IncompleteCheckpointError", "load_run", "checkpoint_objects"]
 
 CHECKPOINT_KINDS = ("best", "latest")
@@ -18,14 +20,6 @@ class IncompleteCheckpointError(RuntimeError):
     partly untrained weights)."""
 
 
-def checkpoint_objects(model) -> dict:
-    """What a run's checkpoint must hold for export: `model`, and `model_weights`, the list
-    of all of the model's weights in creation order.
-
-    Keras 3 layers kept in Python lists (the LSTM stacks, the flow's MADE layers) are
-    invisible to `tf.train.Checkpoint(model=model)`; the flat list reaches every weight.
-    """
-    return {"model": model, "model_weights": list(model.weights)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +79,6 @@ def load_run(run_dir, checkpoint: str = "best") -> TrainedRun:
         raise IncompleteCheckpointError(
             f"{path} does not hold every weight of the {config.get('model')} model "
             f"({len(model.weights)} weights; the checkpoint needs `model_weights`, see "
-            f"export.run.checkpoint_objects): {str(error)[:300]}") from error
+            f"tf_latentflow.training.checkpoints): {str(error)[:300]}") from error
     vocabulary = tuple(config["vocabulary"]) if config.get("vocabulary") else None
     return TrainedRun(model=model, config=config, vocabulary=vocabulary, checkpoint=path)

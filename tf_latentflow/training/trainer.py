@@ -38,6 +38,7 @@ from tf_latentflow import evaluation
 from tf_latentflow.baseline import LSTMBaseline
 from tf_latentflow.model import LatentFlowVAE
 from tf_latentflow.training import schedules
+from tf_latentflow.training.checkpoints import checkpoint_objects, optimizer_objects
 from tf_latentflow.training.config import TrainConfig
 
 __all__ = ["TrainingDiverged", "DataBundle", "load_data", "build_model", "Trainer", "run"]
@@ -192,7 +193,8 @@ class Trainer:
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
             self.state = TrainState(config.learning_rate)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+        self.checkpoint = tf.train.Checkpoint(**checkpoint_objects(self.model),
+                                              **optimizer_objects(self.optimizer),
                                               state=self.state, rng=SeedStates(self.model))
         self.latest = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "latest",
                                                  max_to_keep=2)
