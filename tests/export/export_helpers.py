@@ -121,7 +121,7 @@ def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3,
             loss = tf.reduce_mean(terms["loss"] / (tf.cast(batch_lengths, tf.float32) + 1))
         variables = model_obj.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    from export.run import checkpoint_objects
+    from tf_latentflow.training.checkpoints import checkpoint_objects
 
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(**checkpoint_objects(model_obj)),
                                          run_dir / "checkpoints" / "best", max_to_keep=1)

@@ -26,7 +26,9 @@ def test_jsb_flow_defaults_follow_the_reference_command():
 def test_baseline_and_text_defaults_and_overrides():
     lstm = default_config("jsb", "lstm", "out")
     assert (lstm.optimizer, lstm.learning_rate, lstm.patience, lstm.baseline_dropout) == (
-        "sgd", 20.0, 4, 0.1)
+        "adam", 1e-3, 4, 0.1)
+    text_lstm = default_config("ptb", "lstm", "out")
+    assert (text_lstm.optimizer, text_lstm.learning_rate) == ("sgd", 20.0)
     text = default_config("ptb", "iaf-scf", "out")
     assert (text.elbo_samples, text.kl_zero_epochs, text.kl_ramp_epochs, text.prior_dropout) == (
         10, 4, 10, 0.0)
