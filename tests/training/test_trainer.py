@@ -90,6 +90,14 @@ def test_results_and_config_files(straight_run):
     assert (tmp_path / "straight" / "checkpoints" / "best" / "checkpoint").exists()
 
 
+def test_evaluation_steps_are_traced_once_per_run(straight_run):
+    # Three epochs of validation at three different KL weights, then validation and test
+    # NLL: one trace each (a per-epoch trace costs seconds to minutes on the paper's sizes).
+    _, trainer, _ = straight_run
+    assert trainer._loss_sums_step.experimental_get_tracing_count() == 1
+    assert [f.experimental_get_tracing_count() for f in trainer._nll_steps.values()] == [1]
+
+
 def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, straight_run):
     bundle = synthetic_bundle()
     run_dir = tmp_path / "nan"

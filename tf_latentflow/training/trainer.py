@@ -201,6 +201,8 @@ class Trainer:
         self.best = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "best",
                                                max_to_keep=1)
         self._train_step = None
+        self._loss_sums_step = None
+        self._nll_steps = {}
 
     # -- persistence --------------------------------------------------------------------
 
@@ -264,28 +266,53 @@ class Trainer:
         return train_step
 
     def _loss_sums(self, dataset, kl_weight):
-        """Corpus sums over a split of the training objective's terms (no dropout)."""
+        """Corpus sums over a split of the training objective's terms (no dropout).
+
+        The step function is traced once per run (the batch signature is the dataset's
+        element spec and the KL weight is a tensor), not once per epoch.
+        """
         model, config = self.model, self.config
+        if self._loss_sums_step is None:
+            @tf.function(input_signature=[dataset.element_spec, tf.TensorSpec([], tf.float32),
+                                          tf.TensorSpec([2], tf.int64)])
+            def sums(batch, weight, seed):
+                terms = sequence_terms(model, batch, kl_weight=weight,
+                                       num_samples=config.elbo_samples, seed=seed, training=False)
+                steps = tf.cast(evaluation.step_counts(batch["lengths"]), tf.float32)
+                return tf.reduce_sum(terms["loss"]), tf.reduce_sum(terms["kl"]), tf.reduce_sum(steps)
 
-        @tf.function(reduce_retracing=True)
-        def sums(batch, seed):
-            terms = sequence_terms(model, batch, kl_weight=kl_weight, num_samples=config.elbo_samples,
-                                   seed=seed, training=False)
-            steps = tf.cast(evaluation.step_counts(batch["lengths"]), tf.float32)
-            return tf.reduce_sum(terms["loss"]), tf.reduce_sum(terms["kl"]), tf.reduce_sum(steps)
-
+            self._loss_sums_step = sums
+        weight = tf.constant(kl_weight, tf.float32)
         total = np.zeros(3)
         for i, batch in enumerate(dataset):
             if config.max_eval_batches and i >= config.max_eval_batches:
                 break
-            total += np.array([float(v) for v in sums(batch, self._step_seed(10**9 + i))])
+            total += np.array([float(v) for v in
+                               self._loss_sums_step(batch, weight, self._step_seed(10**9 + i))])
         return {"loss": total[0] / total[2], "kl": total[1] / total[2]}
 
     def evaluate_nll(self, split: str, num_samples: int) -> dict:
         """Importance-sampled NLL of a split, per step (T + 1) in the paper's unit."""
-        model, config = self.model, self.config
+        config = self.config
+        dataset = batches(config, self.bundle, split)
+        sums = self._nll_steps.get(num_samples)
+        if sums is None:
+            sums = self._nll_steps[num_samples] = self._make_nll_step(dataset.element_spec, num_samples)
+        total = np.zeros(5)
+        for i, batch in enumerate(dataset):
+            if config.max_eval_batches and i >= config.max_eval_batches:
+                break
+            total += np.array([float(v) for v in sums(batch, self._step_seed(2 * 10**9 + i))])
+        scale = 1.0 / total[3] / (math.log(2.0) if config.is_text else 1.0)
+        return {"nll": total[0] * scale, "reconstruction": total[1] * scale, "kl": total[2] * scale,
+                "unit": "bits per character" if config.is_text else "nats per time step",
+                "sequences": int(total[4]), "num_samples": 1 if config.is_baseline else num_samples}
 
-        @tf.function(reduce_retracing=True)
+    def _make_nll_step(self, element_spec, num_samples: int):
+        """One traced importance-sampled NLL step, shared by every split."""
+        model = self.model
+
+        @tf.function(input_signature=[element_spec, tf.TensorSpec([2], tf.int64)])
         def sums(batch, seed):
             lengths = batch["lengths"]
             if isinstance(model, LSTMBaseline):
@@ -299,16 +326,7 @@ class Trainer:
             return (tf.reduce_sum(nll), tf.reduce_sum(reconstruction), tf.reduce_sum(kl),
                     tf.reduce_sum(steps), tf.cast(tf.shape(lengths)[0], tf.float32))
 
-        total = np.zeros(5)
-        dataset = batches(config, self.bundle, split)
-        for i, batch in enumerate(dataset):
-            if config.max_eval_batches and i >= config.max_eval_batches:
-                break
-            total += np.array([float(v) for v in sums(batch, self._step_seed(2 * 10**9 + i))])
-        scale = 1.0 / total[3] / (math.log(2.0) if config.is_text else 1.0)
-        return {"nll": total[0] * scale, "reconstruction": total[1] * scale, "kl": total[2] * scale,
-                "unit": "bits per character" if config.is_text else "nats per time step",
-                "sequences": int(total[4]), "num_samples": 1 if config.is_baseline else num_samples}
+        return sums
 
     # -- the loop -----------------------------------------------------------------------
 
