@@ -14,30 +14,15 @@ import tensorflow as tf
 
 from tf_latentflow.training import trainer as trainer_lib
 from tf_latentflow.training.config import default_config
+import training_testing
+from training_testing import TINY
 
-TINY = dict(latent_size=4, embedding_size=8, hidden_units=8, prior_lstm_units=8, num_flow_layers=2,
-            flow_hidden_units=(8,), eval_batch_size=4, nll_samples=3, num_buckets=1)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BLOCKED = ("tensorflow_probability", "tf_keras", "tf_latentflow", "trainers", "export")
 
 
-def synthetic_music_bundle(seed=0, max_len=9):
-    """Three tiny splits of random piano rolls of lengths 3..max_len-1 (as in tests/training)."""
-    rng = np.random.default_rng(seed)
-
-    def split(n):
-        lengths = rng.integers(3, max_len, size=n)
-        rolls = [(rng.random((t, 88)) < 0.1).astype(np.uint8) for t in lengths]
-        ds = tf.data.Dataset.from_generator(
-            lambda: ({"piano_roll": r, "length": np.int32(len(r))} for r in rolls),
-            output_signature={"piano_roll": tf.TensorSpec([None, 88], tf.uint8),
-                              "length": tf.TensorSpec([], tf.int32)})
-        return ds, lengths
-
-    splits, lengths = {}, {}
-    for name, n in (("train", 8), ("validation", 4), ("test", 4)):
-        splits[name], lengths[name] = split(n)
-    return trainer_lib.DataBundle(splits=splits, lengths=lengths, vocabulary=None)
+def synthetic_music_bundle(seed=0):
+    return training_testing.synthetic_music_bundle(seed, sizes=(8, 4, 4))
 
 
 def train_tiny_run(run_dir, model: str, *, steps: int = 2, **overrides) -> trainer_lib.Trainer:

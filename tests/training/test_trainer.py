@@ -5,31 +5,14 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tf_latentflow.training import trainer as trainer_lib
 from tf_latentflow.training.config import default_config
-
-TINY = dict(latent_size=4, embedding_size=8, hidden_units=8, prior_lstm_units=8, num_flow_layers=2,
-            flow_hidden_units=(8,), eval_batch_size=4, nll_samples=3, num_buckets=1)
+from training_testing import TINY, synthetic_music_bundle
 
 
 def synthetic_bundle(seed=0):
-    rng = np.random.default_rng(seed)
-
-    def split(n):
-        lengths = rng.integers(3, 9, size=n)
-        rolls = [(rng.random((t, 88)) < 0.1).astype(np.uint8) for t in lengths]
-        ds = tf.data.Dataset.from_generator(
-            lambda: ({"piano_roll": r, "length": np.int32(len(r))} for r in rolls),
-            output_signature={"piano_roll": tf.TensorSpec([None, 88], tf.uint8),
-                              "length": tf.TensorSpec([], tf.int32)})
-        return ds, lengths
-
-    splits, lengths = {}, {}
-    for name, n in (("train", 12), ("validation", 6), ("test", 6)):
-        splits[name], lengths[name] = split(n)
-    return trainer_lib.DataBundle(splits=splits, lengths=lengths, vocabulary=None)
+    return synthetic_music_bundle(seed, sizes=(12, 6, 6))
 
 
 def config_for(tmp_path, name, **overrides):
