@@ -42,8 +42,10 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
     first = trainer_lib.Trainer(config_for(tmp_path, "resumed", epochs=2), bundle=bundle,
                                 log=lambda *_: None)
     first.fit()
-    resumed = trainer_lib.Trainer(config_for(tmp_path, "resumed"), bundle=bundle, log=lambda *_: None)
+    messages = []
+    resumed = trainer_lib.Trainer(config_for(tmp_path, "resumed"), bundle=bundle, log=messages.append)
     resumed.fit()  # restores epoch 2 from checkpoints/latest and trains epoch 3
+    assert "resuming with changed settings: epochs 2 -> 3" in messages
 
     assert int(resumed.state.epoch.numpy()) == 3
     assert int(resumed.state.global_step.numpy()) == int(straight.state.global_step.numpy()) == 9
@@ -54,6 +56,7 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
     history = [json.loads(line) for line in
                (tmp_path / "resumed" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert all(h["epoch_seconds"] > 0 for h in history)
     reference = [json.loads(line) for line in
                  (straight_dir / "straight" / "history.jsonl").read_text().splitlines()]
     for a, b in zip(history, reference):

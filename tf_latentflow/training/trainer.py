@@ -330,9 +330,22 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
 
+    def changed_settings(self) -> dict:
+        """Settings that differ from the run directory's config.json: {name: (saved, now)}."""
+        path = self.output_dir / "config.json"
+        if not path.exists():
+            return {}
+        saved = json.loads(path.read_text())
+        now = json.loads(self.config.to_json())
+        return {key: (saved.get(key), value) for key, value in now.items() if saved.get(key) != value}
+
     def fit(self):
         config, state = self.config, self.state
-        self.restore_latest()
+        if self.restore_latest():
+            changed = self.changed_settings()
+            if changed:  # e.g. more --epochs; the new values apply from the resumed epoch on
+                self.log("resuming with changed settings: " + ", ".join(
+                    f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items())))
         self.write_config()
         writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
         steps_per_epoch = sum(1 for _ in batches(config, self.bundle, "train", epoch=0))
@@ -394,7 +407,8 @@ class Trainer:
                 self.optimizer.learning_rate = plateau.learning_rate
                 record.update(improved=plateau.improved, lr_decayed=plateau.decayed)
             state.epoch.assign(epoch + 1)
-            state.wall_seconds.assign_add(time.perf_counter() - started)
+            record["epoch_seconds"] = time.perf_counter() - started  # training and validation
+            state.wall_seconds.assign_add(record["epoch_seconds"])
             if record.get("improved"):
                 self.best.save(checkpoint_number=epoch + 1)
             self.latest.save(checkpoint_number=epoch + 1)
