@@ -280,7 +280,12 @@ def test_mixed_precision_forward_pass_is_close_to_float32(prior, policy):
     for name in ("reconstruction", "loss"):
         assert got[name].dtype == tf.float32 and np.all(np.isfinite(got[name].numpy()))
         np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), rtol=0.02)
-    np.testing.assert_allclose(got["kl"].numpy(), expected["kl"].numpy(), atol=0.1)
+    # The KL is a difference of two log-densities summed over T * H dimensions, so the
+    # conditioners' rounding adds up: bfloat16 keeps 8 significand bits, and which CPU
+    # kernels run (oneDNN picks them by ISA: AVX2 vs AVX-512) moves it by ~2% (seen: 9.26
+    # vs 9.43 on an AVX2-only machine); float16 stays within 0.1.
+    kl_tolerance = dict(rtol=0.05, atol=0.1) if policy == "mixed_bfloat16" else dict(atol=0.1)
+    np.testing.assert_allclose(got["kl"].numpy(), expected["kl"].numpy(), **kl_tolerance)
     assert got_nll.dtype == tf.float32 and np.all(np.isfinite(got_nll.numpy()))
 
 

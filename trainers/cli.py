@@ -4,20 +4,28 @@ import argparse
 import sys
 
 from tf_latentflow.data import DataError
-from tf_latentflow.training import TrainingDiverged, run
+from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, run
 from tf_latentflow.training.config import add_arguments, config_from_args
 
 
 def main(argv, *, prog, datasets, default_dataset, description):
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_arguments(parser, datasets, default_dataset)
-    config = config_from_args(parser.parse_args(argv))
+    parser.add_argument("--force-new", action="store_true",
+                        help="delete the run in --output-dir (checkpoints, history, results) and start over")
+    args = parser.parse_args(argv)
+    force_new = args.force_new
+    del args.force_new
+    config = config_from_args(args)
     try:
-        run(config)
-    except DataError as error:
+        run(config, force_new=force_new)
+    except (DataError, ConfigMismatch) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except Interrupted as error:
+        print(f"\n{error}", file=sys.stderr)
+        return 130
     return 0

@@ -44,8 +44,8 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
     first.fit()
     messages = []
     resumed = trainer_lib.Trainer(config_for(tmp_path, "resumed"), bundle=bundle, log=messages.append)
+    assert messages == ["resuming with changed settings: epochs 2 -> 3"]
     resumed.fit()  # restores epoch 2 from checkpoints/latest and trains epoch 3
-    assert "resuming with changed settings: epochs 2 -> 3" in messages
 
     assert int(resumed.state.epoch.numpy()) == 3
     assert int(resumed.state.global_step.numpy()) == int(straight.state.global_step.numpy()) == 9
@@ -103,3 +103,57 @@ def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, 
     after = {p.name: p.read_bytes() for p in (run_dir / "checkpoints" / "best").iterdir()}
     assert after == before
     assert len((run_dir / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_ctrl_c_saves_mid_epoch_and_the_resumed_run_matches(tmp_path, straight_run):
+    straight_dir, straight, _ = straight_run
+    bundle = synthetic_bundle()
+    first = trainer_lib.Trainer(config_for(tmp_path, "interrupted"), bundle=bundle, log=lambda *_: None)
+    make_step, calls = first._make_train_step, []
+
+    def make_interrupting_step(element_spec):
+        step = make_step(element_spec)
+
+        def interrupting_step(*args):
+            out = step(*args)
+            calls.append(1)
+            if len(calls) == 4:  # epoch 1 (3 steps per epoch), after its first step
+                first.request_interrupt()  # what SIGINT calls
+            return out
+
+        return interrupting_step
+
+    first._make_train_step = make_interrupting_step
+    with pytest.raises(trainer_lib.Interrupted, match="epoch 1, step 1 of 3"):
+        first.fit()
+    assert int(first.state.global_step.numpy()) == 4 and int(first.state.epoch_step.numpy()) == 1
+
+    resumed = trainer_lib.Trainer(config_for(tmp_path, "interrupted"), bundle=bundle, log=lambda *_: None)
+    resumed.fit()  # continues epoch 1 at its second step
+    assert int(resumed.state.global_step.numpy()) == 9 and int(resumed.state.epoch.numpy()) == 3
+    for a, b in zip(weights(straight), weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+    history = [json.loads(line) for line in
+               (tmp_path / "interrupted" / "history.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in
+                 (straight_dir / "straight" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for a, b in zip(history, reference):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["validation_loss"] == pytest.approx(b["validation_loss"], rel=1e-4)
+
+
+def test_a_run_with_other_settings_is_refused_unless_forced_new(tmp_path, straight_run):
+    run_dir = tmp_path / "other"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    bundle = synthetic_bundle()
+    with pytest.raises(trainer_lib.ConfigMismatch, match=r"batch_size 4 \(saved\) vs 2 \(now\).*--force-new"):
+        trainer_lib.Trainer(config_for(tmp_path, "other", batch_size=2), bundle=bundle, log=lambda *_: None)
+    messages = []  # more epochs and other evaluation settings resume
+    trainer_lib.Trainer(config_for(tmp_path, "other", epochs=5, nll_samples=7), bundle=bundle,
+                        log=messages.append)
+    assert messages == ["resuming with changed settings: epochs 3 -> 5, nll_samples 3 -> 7"]
+    fresh = trainer_lib.Trainer(config_for(tmp_path, "other", batch_size=2), bundle=bundle,
+                                log=lambda *_: None, force_new=True)
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "history.jsonl").exists()
+    assert not fresh.restore_latest()

@@ -27,6 +27,9 @@ import json
 import math
 import os
 import pathlib
+import shutil
+import signal
+import threading
 import time
 
 import keras
@@ -154,6 +157,10 @@ class TrainState(tf.Module):
         self.learning_rate = tf.Variable(learning_rate, dtype=tf.float64, trainable=False,
                                          name="learning_rate")
         self.wall_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_seconds")
+        # Within an epoch (non-zero only in a checkpoint saved on Ctrl-C): the steps done
+        # and the sums of their (loss, kl), so that a resumed epoch continues where it stopped.
+        self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+        self.epoch_sums = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False, name="epoch_sums")
 
 
 class SeedStates(tf.Module):
@@ -170,14 +177,38 @@ class SeedStates(tf.Module):
 # -- the trainer -----------------------------------------------------------------------------
 
 
+# Settings a resumed run may change: how long to train, where things are, how to evaluate
+# and on which devices. Any other difference (model sizes, optimizer, schedules, seed,
+# data, precision) would silently mix two experiments in one run directory.
+RESUMABLE_SETTINGS = frozenset({"epochs", "output_dir", "data_dir", "prepared_dir", "evaluate_only",
+                                "eval_batch_size", "nll_samples", "validation_nll_samples",
+                                "max_eval_batches", "strategy"})
+
+
+class ConfigMismatch(ValueError):
+    """The output directory holds a run whose settings differ from the requested ones."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C during training: a checkpoint was saved after the last finished step."""
+
+
 class Trainer:
     """Owns a run directory: config.json, checkpoints/, tensorboard/, history.jsonl, results.json."""
 
-    def __init__(self, config: TrainConfig, bundle: DataBundle | None = None, log=print):
+    def __init__(self, config: TrainConfig, bundle: DataBundle | None = None, log=print, *,
+                 force_new: bool = False):
+        """force_new: delete a previous run in output_dir (checkpoints, history, results,
+        TensorBoard logs, config.json) and start over; otherwise a previous run whose
+        settings differ (beyond RESUMABLE_SETTINGS) raises ConfigMismatch."""
         self.config = config
         self.log = log
         self.output_dir = pathlib.Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if force_new:
+            self.clear_previous_run()
+        else:
+            self.check_resumable()
         self.policy = configure_precision(config.mixed_precision)
         keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
         self.strategy = select_strategy(config.strategy)
@@ -337,15 +368,64 @@ class Trainer:
             return {}
         saved = json.loads(path.read_text())
         now = json.loads(self.config.to_json())
-        return {key: (saved.get(key), value) for key, value in now.items() if saved.get(key) != value}
+        return {key: (saved.get(key), value) for key, value in now.items()
+                if saved.get(key) != value and key != "output_dir"}  # a moved run is the same run
+
+    def check_resumable(self):
+        """Refuse a run directory whose checkpointed run has different settings."""
+        if not (self.output_dir / "checkpoints").exists():
+            return
+        changed = self.changed_settings()
+        blocking = {key: values for key, values in changed.items() if key not in RESUMABLE_SETTINGS}
+        if blocking:
+            raise ConfigMismatch(
+                f"{self.output_dir} holds a run with different settings: " + ", ".join(
+                    f"{key} {old!r} (saved) vs {new!r} (now)" for key, (old, new) in sorted(blocking.items()))
+                + "; re-run with the saved settings to resume, or pass --force-new to delete that run "
+                  "and start over")
+        if changed:  # e.g. more --epochs; the new values apply from the resumed epoch on
+            self.log("resuming with changed settings: " + ", ".join(
+                f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items())))
+
+    def clear_previous_run(self):
+        for name in ("checkpoints", "tensorboard"):
+            shutil.rmtree(self.output_dir / name, ignore_errors=True)
+        for name in ("config.json", "history.jsonl", "results.json"):
+            (self.output_dir / name).unlink(missing_ok=True)
 
     def fit(self):
+        """Train up to config.epochs (resuming from checkpoints/latest).
+
+        Ctrl-C (SIGINT) finishes the current training step, saves checkpoints/latest
+        (with the position inside the epoch) and raises `Interrupted`; the same command
+        then resumes exactly where it stopped. A second Ctrl-C stops at once, without
+        saving (the previous checkpoint stays valid).
+        """
+        self._interrupt_requested = False
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self.request_interrupt) if main_thread else None
+        try:
+            self._fit()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
+
+    def request_interrupt(self, signum=None, frame=None):
+        """The SIGINT handler: stop after the current step (a second call stops at once)."""
+        if self._interrupt_requested:
+            raise KeyboardInterrupt
+        self._interrupt_requested = True
+        self.log("interrupt: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)")
+
+    def _stop_if_interrupted(self, epoch, step, steps_per_epoch):
+        if self._interrupt_requested:
+            path = self.latest.save(checkpoint_number=int(self.state.global_step.numpy()))
+            raise Interrupted(f"interrupted at epoch {epoch}, step {step} of {steps_per_epoch}; saved {path}; "
+                              f"re-run the same command to resume")
+
+    def _fit(self):
         config, state = self.config, self.state
-        if self.restore_latest():
-            changed = self.changed_settings()
-            if changed:  # e.g. more --epochs; the new values apply from the resumed epoch on
-                self.log("resuming with changed settings: " + ", ".join(
-                    f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items())))
+        self.restore_latest()
         self.write_config()
         writer = tf.summary.create_file_writer(str(self.output_dir / "tensorboard"))
         steps_per_epoch = sum(1 for _ in batches(config, self.bundle, "train", epoch=0))
@@ -361,10 +441,13 @@ class Trainer:
                 self._train_step = self._make_train_step(dataset.element_spec)
             progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=[
                 "loss", "kl", "kl_weight", "steps/s"])
-            sums, step = np.zeros(2), 0
+            first = int(state.epoch_step.numpy())  # > 0 when resuming inside an epoch
+            sums, step = state.epoch_sums.numpy().copy(), first - 1
             for step, batch in enumerate(dataset):
                 if step >= steps_per_epoch:
                     break
+                if step < first:
+                    continue
                 weight = schedules.kl_weight(epoch, step, steps_per_epoch, config.kl_zero_epochs,
                                              config.kl_ramp_epochs)
                 loss, kl = self._train_step(batch, tf.constant(weight, tf.float32),
@@ -377,6 +460,8 @@ class Trainer:
                         f"latest checkpoints are from before)")
                 state.global_step.assign_add(1)
                 sums += (loss, kl)
+                state.epoch_step.assign(step + 1)
+                state.epoch_sums.assign(sums)
                 elapsed = time.perf_counter() - started
                 progress.update(step + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
                                            ("steps/s", (step + 1) / max(elapsed, 1e-9))])
@@ -385,6 +470,8 @@ class Trainer:
                         tf.summary.scalar("train/loss", loss)
                         tf.summary.scalar("train/kl", kl)
                         tf.summary.scalar("train/kl_weight", weight)
+                if step + 1 < steps_per_epoch:
+                    self._stop_if_interrupted(epoch, step + 1, steps_per_epoch)
             end_weight = schedules.kl_weight_at_epoch_end(epoch, config.kl_zero_epochs,
                                                           config.kl_ramp_epochs)
             val = self._loss_sums(validation, end_weight)
@@ -407,17 +494,22 @@ class Trainer:
                 self.optimizer.learning_rate = plateau.learning_rate
                 record.update(improved=plateau.improved, lr_decayed=plateau.decayed)
             state.epoch.assign(epoch + 1)
+            state.epoch_step.assign(0)
+            state.epoch_sums.assign([0.0, 0.0])
             record["epoch_seconds"] = time.perf_counter() - started  # training and validation
             state.wall_seconds.assign_add(record["epoch_seconds"])
             if record.get("improved"):
                 self.best.save(checkpoint_number=epoch + 1)
-            self.latest.save(checkpoint_number=epoch + 1)
+            self.latest.save(checkpoint_number=int(state.global_step.numpy()))
             with writer.as_default(step=epoch + 1):
                 for key in ("validation_loss", "validation_kl", "learning_rate"):
                     tf.summary.scalar(key.replace("_", "/", 1), record[key])
             with open(self.output_dir / "history.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             self.log(json.dumps(record))
+            if self._interrupt_requested:  # Ctrl-C during validation: the epoch is saved
+                raise Interrupted(f"interrupted after epoch {epoch} (saved); re-run the same command "
+                                  f"to resume")
         writer.flush()
 
     def evaluate(self) -> dict:
@@ -445,9 +537,9 @@ def _atomic_write(path: pathlib.Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run(config: TrainConfig, log=print) -> dict:
+def run(config: TrainConfig, log=print, *, force_new: bool = False) -> dict:
     """Train (resuming if the output directory has a checkpoint), then evaluate."""
-    trainer = Trainer(config, log=log)
+    trainer = Trainer(config, log=log, force_new=force_new)
     if not config.evaluate_only:
         trainer.fit()
     return trainer.evaluate()
