@@ -5,6 +5,7 @@ import sys
 
 from tf_latentflow.data import DataError
 from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, run
+from tf_latentflow.training.trainer import results_table
 from tf_latentflow.training.config import add_arguments, config_from_args
 
 
@@ -18,7 +19,7 @@ def main(argv, *, prog, datasets, default_dataset, description):
     del args.force_new
     config = config_from_args(args)
     try:
-        run(config, force_new=force_new)
+        results = run(config, force_new=force_new)
     except (DataError, ConfigMismatch) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -28,4 +29,5 @@ def main(argv, *, prog, datasets, default_dataset, description):
     except Interrupted as error:
         print(f"\n{error}", file=sys.stderr)
         return 130
+    print(results_table(results))
     return 0

@@ -531,6 +531,19 @@ class Trainer:
         return results
 
 
+def results_table(results: dict) -> str:
+    """The evaluation of results.json as a small text table (printed at the end of a run)."""
+    unit = results["test"]["unit"]
+    lines = [f"{results['dataset']} / {results['model']}: {results['checkpoint']} "
+             f"({results['epochs_trained']} epochs, {results['wall_seconds'] / 60:.1f} min training)",
+             f"{'split':<12}{'NLL':>9}{'recon.':>9}{'KL':>9}  ({unit}, {results['test']['num_samples']} "
+             f"importance samples)"]
+    for split in ("validation", "test"):
+        r = results[split]
+        lines.append(f"{split:<12}{r['nll']:>9.3f}{r['reconstruction']:>9.3f}{r['kl']:>9.3f}")
+    return "\n".join(lines)
+
+
 def _atomic_write(path: pathlib.Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text + "\n")
