@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_latentflow.training import trainer as trainer_lib
 from tf_latentflow.training.config import default_config
@@ -100,7 +101,7 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
     first._make_train_step = make_interrupting_step
     with pytest.raises(trainer_lib.Interrupted, match="epoch 1, step 1 of 3"):
         first.fit()
-    assert int(first.state.global_step.numpy()) == 4 and int(first.state.epoch_step.numpy()) == 1
+    assert int(first.state.global_step.numpy()) == 4 and int(first.position.epoch_step.numpy()) == 1
 
     resumed = trainer_lib.Trainer(config_for(tmp_path, "interrupted"), bundle=bundle, log=lambda *_: None)
     resumed.fit()  # continues epoch 1 at its second step
@@ -134,3 +135,19 @@ def test_a_run_with_other_settings_is_refused_unless_forced_new(tmp_path, straig
                                 log=lambda *_: None, force_new=True)
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "history.jsonl").exists()
     assert not fresh.restore_latest()
+
+
+def test_checkpoints_without_the_epoch_position_still_resume(tmp_path, straight_run):
+    # Written as before EpochPosition existed (no "position" object): an epoch boundary.
+    bundle = synthetic_bundle()
+    straight = straight_run[1]
+    run_dir = tmp_path / "old"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "latest")
+    tf.train.CheckpointManager(tf.train.Checkpoint(**straight._checkpoint_parts),
+                               run_dir / "checkpoints" / "latest", max_to_keep=1).save(checkpoint_number=9)
+    resumed = trainer_lib.Trainer(config_for(tmp_path, "old"), bundle=bundle, log=lambda *_: None)
+    assert resumed.restore_latest()
+    assert int(resumed.state.epoch.numpy()) == 3 and int(resumed.position.epoch_step.numpy()) == 0
+    for a, b in zip(weights(straight), weights(resumed)):
+        np.testing.assert_array_equal(a, b)

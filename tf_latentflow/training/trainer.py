@@ -157,8 +157,16 @@ class TrainState(tf.Module):
         self.learning_rate = tf.Variable(learning_rate, dtype=tf.float64, trainable=False,
                                          name="learning_rate")
         self.wall_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_seconds")
-        # Within an epoch (non-zero only in a checkpoint saved on Ctrl-C): the steps done
-        # and the sums of their (loss, kl), so that a resumed epoch continues where it stopped.
+
+
+class EpochPosition(tf.Module):
+    """Within an epoch (non-zero only in a checkpoint saved on Ctrl-C): the steps done and
+    the sums of their (loss, kl), so that a resumed epoch continues where it stopped.
+    Checkpointed as its own object ("position"): checkpoints from before it existed are
+    epoch boundaries and still restore."""
+
+    def __init__(self):
+        super().__init__(name="epoch_position")
         self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
         self.epoch_sums = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False, name="epoch_sums")
 
@@ -224,9 +232,10 @@ class Trainer:
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
             self.state = TrainState(config.learning_rate)
-        self.checkpoint = tf.train.Checkpoint(**checkpoint_objects(self.model),
-                                              **optimizer_objects(self.optimizer),
-                                              state=self.state, rng=SeedStates(self.model))
+            self.position = EpochPosition()
+        self._checkpoint_parts = dict(**checkpoint_objects(self.model), **optimizer_objects(self.optimizer),
+                                      state=self.state, rng=SeedStates(self.model))
+        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_parts, position=self.position)
         self.latest = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "latest",
                                                  max_to_keep=2)
         self.best = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "best",
@@ -250,7 +259,13 @@ class Trainer:
         path = self.latest.latest_checkpoint
         if path is None:
             return False
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        stored = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        if "position" in stored:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        else:  # written before EpochPosition existed: an epoch boundary
+            tf.train.Checkpoint(**self._checkpoint_parts).restore(path).assert_existing_objects_matched()
+            self.position.epoch_step.assign(0)
+            self.position.epoch_sums.assign([0.0, 0.0])
         self.optimizer.learning_rate = float(self.state.learning_rate.numpy())
         self.log(f"resumed from {path}: epoch {int(self.state.epoch.numpy())}, "
                  f"step {int(self.state.global_step.numpy())}")
@@ -441,8 +456,8 @@ class Trainer:
                 self._train_step = self._make_train_step(dataset.element_spec)
             progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=[
                 "loss", "kl", "kl_weight", "steps/s"])
-            first = int(state.epoch_step.numpy())  # > 0 when resuming inside an epoch
-            sums, step = state.epoch_sums.numpy().copy(), first - 1
+            first = int(self.position.epoch_step.numpy())  # > 0 when resuming inside an epoch
+            sums, step = self.position.epoch_sums.numpy().copy(), first - 1
             for step, batch in enumerate(dataset):
                 if step >= steps_per_epoch:
                     break
@@ -460,8 +475,8 @@ class Trainer:
                         f"latest checkpoints are from before)")
                 state.global_step.assign_add(1)
                 sums += (loss, kl)
-                state.epoch_step.assign(step + 1)
-                state.epoch_sums.assign(sums)
+                self.position.epoch_step.assign(step + 1)
+                self.position.epoch_sums.assign(sums)
                 elapsed = time.perf_counter() - started
                 progress.update(step + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
                                            ("steps/s", (step + 1) / max(elapsed, 1e-9))])
@@ -494,8 +509,8 @@ class Trainer:
                 self.optimizer.learning_rate = plateau.learning_rate
                 record.update(improved=plateau.improved, lr_decayed=plateau.decayed)
             state.epoch.assign(epoch + 1)
-            state.epoch_step.assign(0)
-            state.epoch_sums.assign([0.0, 0.0])
+            self.position.epoch_step.assign(0)
+            self.position.epoch_sums.assign([0.0, 0.0])
             record["epoch_seconds"] = time.perf_counter() - started  # training and validation
             state.wall_seconds.assign_add(record["epoch_seconds"])
             if record.get("improved"):
