@@ -4,8 +4,7 @@ import argparse
 import sys
 
 from tf_latentflow.data import DataError
-from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, run
-from tf_latentflow.training.trainer import results_table
+from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, results_table, run
 from tf_latentflow.training.config import add_arguments, config_from_args
 
 
@@ -28,6 +27,10 @@ def main(argv, *, prog, datasets, default_dataset, description):
         return 3
     except Interrupted as error:
         print(f"\n{error}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, the last checkpoint stands
+        print("\nstopped; the last saved checkpoint is intact: re-run the same command to resume",
+              file=sys.stderr)
         return 130
     print(results_table(results))
     return 0

@@ -188,7 +188,7 @@ class SeedStates(tf.Module):
 # Settings a resumed run may change: how long to train, where things are, how to evaluate
 # and on which devices. Any other difference (model sizes, optimizer, schedules, seed,
 # data, precision) would silently mix two experiments in one run directory.
-RESUMABLE_SETTINGS = frozenset({"epochs", "output_dir", "data_dir", "prepared_dir", "evaluate_only",
+RESUMABLE_SETTINGS = frozenset({"epochs", "data_dir", "prepared_dir", "evaluate_only",
                                 "eval_batch_size", "nll_samples", "validation_nll_samples",
                                 "max_eval_batches", "strategy"})
 
@@ -388,8 +388,8 @@ class Trainer:
 
     def check_resumable(self):
         """Refuse a run directory whose checkpointed run has different settings."""
-        if not (self.output_dir / "checkpoints").exists():
-            return
+        if tf.train.latest_checkpoint(str(self.output_dir / "checkpoints" / "latest")) is None:
+            return  # nothing to resume: config.json is rewritten
         changed = self.changed_settings()
         blocking = {key: values for key, values in changed.items() if key not in RESUMABLE_SETTINGS}
         if blocking:
