@@ -61,6 +61,23 @@ def test_text_round_trip_with_shuffle_and_buckets():
         assert b["x"].dtype == np.int32
 
 
+@pytest.mark.parametrize("kind", ["music", "text"])
+def test_padding_to_a_multiple_keeps_the_sequences(kind):
+    lengths = [5, 1, 17, 3, 16, 33]
+    ds, sequences = _music_examples(lengths) if kind == "music" else _text_examples(lengths)
+    batches = list(D.make_batches(ds, D.BatchConfig(batch_size=2, pad_to_multiple=16)).as_numpy_iterator())
+    assert [b["x"].shape[1] for b in batches] == [16, 32, 48]  # longest 5, 17, 33 rounded up
+    for b in batches:
+        np.testing.assert_array_equal(b["mask"].sum(1), b["lengths"])
+        assert b["mask"].shape == b["x"].shape[:2] and not b["x"][b["mask"] == 0].any()
+    for a, want in zip([s for b in batches for s in D.unpad(b)], sequences):
+        np.testing.assert_array_equal(a, want)
+    spec = D.make_batches(ds, D.BatchConfig(batch_size=2, pad_to_multiple=16)).element_spec["x"]
+    assert spec.shape.as_list() == ([None, None, 88] if kind == "music" else [None, None])
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        D.BatchConfig(batch_size=2, pad_to_multiple=0)
+
+
 def test_seeded_shuffle_is_reproducible():
     ds, _ = _text_examples(list(range(1, 41)))
 

@@ -151,3 +151,40 @@ def test_checkpoints_without_the_epoch_position_still_resume(tmp_path, straight_
     assert int(resumed.state.epoch.numpy()) == 3 and int(resumed.position.epoch_step.numpy()) == 0
     for a, b in zip(weights(straight), weights(resumed)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
+    # The LSTM baseline without dropout draws no random numbers, so the XLA run and the
+    # graph run must agree up to float rounding (XLA's random streams differ from TF's
+    # kernels, so models with dropout or sampling agree only in distribution).
+    runs = {}
+    for jit in (False, True):
+        config = default_config("jsb", "lstm", str(tmp_path / f"jit_{jit}"),
+                                **dict(TINY, epochs=2, batch_size=4, seed=3, baseline_dropout=0.0,
+                                       jit_compile=jit))
+        trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
+        trainer.fit()
+        history = [json.loads(line) for line in
+                   (tmp_path / f"jit_{jit}" / "history.jsonl").read_text().splitlines()]
+        lengths = [b["x"].shape[1] for b in trainer_lib.batches(config, trainer.bundle, "train", epoch=0)]
+        runs[jit] = weights(trainer), history, trainer.evaluate()["test"]["nll"], lengths
+    assert all(t % trainer_lib.XLA_TIME_MULTIPLE == 0 for t in runs[True][3])
+    assert runs[False][3] != runs[True][3]  # without XLA: padded to the longest sequence only
+    for a, b in zip(runs[False][0], runs[True][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(runs[False][1], runs[True][1]):
+        np.testing.assert_allclose([a["train_loss"], a["validation_loss"]],
+                                   [b["train_loss"], b["validation_loss"]], rtol=1e-5)
+    np.testing.assert_allclose(runs[False][2], runs[True][2], rtol=1e-5)
+
+
+@pytest.mark.slow  # ~1 min: one XLA compile per batch shape of a flow model
+def test_jit_compiled_flow_model_trains_and_evaluates(tmp_path):
+    trainer = trainer_lib.Trainer(config_for(tmp_path, "xla", epochs=2, jit_compile=True),
+                                  bundle=synthetic_bundle(), log=lambda *_: None)
+    trainer.fit()
+    results = trainer.evaluate()
+    history = [json.loads(line) for line in (tmp_path / "xla" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and all(np.isfinite(h["train_loss"]) for h in history)
+    assert np.isfinite(results["test"]["nll"]) and results["test"]["nll"] > 0
+    assert results["config"]["jit_compile"] is True

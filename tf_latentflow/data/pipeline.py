@@ -20,6 +20,7 @@ order (bucketing then regroups it, deterministically).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -41,6 +42,10 @@ class BatchConfig:
       bucket_boundaries: increasing length boundaries; () disables bucketing.
         A sequence of length T goes to the first bucket with T < boundary.
       drop_remainder: drop the last incomplete batch (of every bucket).
+      pad_to_multiple: pad the time axis of every batch up to a multiple of this
+        (1: to the longest sequence only). XLA compiles one program per shape, so
+        a jit-compiled step over batches padded to multiples of 16 compiles a few
+        programs instead of one per distinct length; padded steps are masked.
       deterministic: keep element order deterministic in parallel maps.
       shuffle_buffer: shuffle buffer size (default: larger than any split).
     """
@@ -50,6 +55,7 @@ class BatchConfig:
     seed: int | None = None
     bucket_boundaries: tuple[int, ...] = ()
     drop_remainder: bool = False
+    pad_to_multiple: int = 1
     deterministic: bool = True
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
 
@@ -59,6 +65,8 @@ class BatchConfig:
         b = tuple(self.bucket_boundaries)
         if any(x >= y for x, y in zip(b, b[1:])) or any(x < 1 for x in b):
             raise ValueError(f"BatchConfig: bucket_boundaries must be increasing positive ints, got {b}")
+        if self.pad_to_multiple < 1:
+            raise ValueError(f"BatchConfig: pad_to_multiple must be >= 1, got {self.pad_to_multiple}")
         if self.shuffle and self.seed is None:
             raise ValueError("BatchConfig: shuffle=True needs a seed (reproducible order)")
 
@@ -79,8 +87,20 @@ def to_sequences(examples: tf.data.Dataset) -> tf.data.Dataset:
     return examples.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _add_mask(batch):
+def _pad_time(x, multiple: int):
+    """Pad axis 1 of x with zeros up to the next multiple of `multiple`."""
+    steps = tf.shape(x)[1]
+    extra = (-steps) % multiple
+    paddings = tf.concat([[[0, 0], [0, extra]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], axis=0)
+    padded = tf.pad(x, paddings)
+    padded.set_shape(x.shape[:1].concatenate([None]).concatenate(x.shape[2:]))
+    return padded
+
+
+def _add_mask(batch, pad_to_multiple: int = 1):
     x = batch["x"]
+    if pad_to_multiple > 1:
+        x = _pad_time(x, pad_to_multiple)
     mask = tf.sequence_mask(batch["lengths"], tf.shape(x)[1], dtype=tf.float32)
     return {"x": x, "lengths": batch["lengths"], "mask": mask}
 
@@ -99,7 +119,7 @@ def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Data
             drop_remainder=config.drop_remainder)
     else:
         ds = ds.padded_batch(config.batch_size, drop_remainder=config.drop_remainder)
-    ds = ds.map(_add_mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

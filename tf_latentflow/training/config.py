@@ -58,6 +58,7 @@ class TrainConfig:
     patience: int = 2
     mixed_precision: str = "off"
     strategy: str = "auto"
+    jit_compile: bool = False
     scalar_map: str = "nlsq"
     max_steps_per_epoch: int | None = None
     max_eval_batches: int | None = None
@@ -164,6 +165,9 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     parser.add_argument("--patience", type=int)
     parser.add_argument("--mixed-precision", choices=("off", "auto"))
     parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"))
+    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="compile the training and evaluation steps with XLA (batches padded "
+                             "to multiples of 16 steps; one compile per shape; default: off)")
     parser.add_argument("--scalar-map", choices=("nlsq", "affine"))
     parser.add_argument("--max-steps-per-epoch", type=int)
     parser.add_argument("--max-eval-batches", type=int)

@@ -44,6 +44,10 @@ from tf_latentflow.training import schedules
 from tf_latentflow.training.checkpoints import checkpoint_objects, optimizer_objects
 from tf_latentflow.training.config import TrainConfig
 
+# With --jit-compile, batches are padded to a multiple of this many steps, so that XLA
+# compiles one program per (batch size, padded length) pair: ~10 for JSB.
+XLA_TIME_MULTIPLE = 16
+
 __all__ = ["TrainingDiverged", "DataBundle", "load_data", "build_model", "Trainer", "run"]
 
 
@@ -80,7 +84,7 @@ def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int |
     batch_config = D.BatchConfig(
         batch_size=batch_size or (config.batch_size if training else config.eval_batch_size),
         shuffle=training, seed=(config.seed * 1_000_003 + epoch) if training else None,
-        bucket_boundaries=boundaries)
+        bucket_boundaries=boundaries, pad_to_multiple=XLA_TIME_MULTIPLE if config.jit_compile else 1)
     return D.make_batches(bundle.splits[split], batch_config)
 
 
@@ -190,7 +194,7 @@ class SeedStates(tf.Module):
 # data, precision) would silently mix two experiments in one run directory.
 RESUMABLE_SETTINGS = frozenset({"epochs", "data_dir", "prepared_dir", "evaluate_only",
                                 "eval_batch_size", "nll_samples", "validation_nll_samples",
-                                "max_eval_batches", "strategy"})
+                                "max_eval_batches", "strategy", "jit_compile"})
 
 
 class ConfigMismatch(ValueError):
@@ -287,19 +291,25 @@ class Trainer:
     def _make_train_step(self, element_spec):
         config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
 
-        def replica_step(batch, kl_weight, seed):
-            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+        def loss_and_gradients(batch, kl_weight, seed):
             with tf.GradientTape() as tape:
                 terms = sequence_terms(model, batch, kl_weight=kl_weight,
                                        num_samples=config.elbo_samples, seed=seed, training=True)
                 per_step = evaluation.per_step(terms["loss"], batch["lengths"])
                 loss = tf.nn.compute_average_loss(per_step)
                 scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-            variables = model.trainable_variables
-            gradients = tape.gradient(scaled, variables)
-            optimizer.apply_gradients(zip(gradients, variables))
+            gradients = tape.gradient(scaled, model.trainable_variables)
             kl = tf.nn.compute_average_loss(evaluation.per_step(terms["kl"], batch["lengths"]))
+            return loss, kl, gradients
+
+        if config.jit_compile:  # the per-replica math only: the all-reduce in apply_gradients stays outside
+            loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+        def replica_step(batch, kl_weight, seed):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+            loss, kl, gradients = loss_and_gradients(batch, kl_weight, seed)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return loss, kl
 
         @tf.function(input_signature=[element_spec, tf.TensorSpec([], tf.float32),
@@ -320,7 +330,7 @@ class Trainer:
         model, config = self.model, self.config
         if self._loss_sums_step is None:
             @tf.function(input_signature=[dataset.element_spec, tf.TensorSpec([], tf.float32),
-                                          tf.TensorSpec([2], tf.int64)])
+                                          tf.TensorSpec([2], tf.int64)], jit_compile=config.jit_compile)
             def sums(batch, weight, seed):
                 terms = sequence_terms(model, batch, kl_weight=weight,
                                        num_samples=config.elbo_samples, seed=seed, training=False)
@@ -358,7 +368,8 @@ class Trainer:
         """One traced importance-sampled NLL step, shared by every split."""
         model = self.model
 
-        @tf.function(input_signature=[element_spec, tf.TensorSpec([2], tf.int64)])
+        @tf.function(input_signature=[element_spec, tf.TensorSpec([2], tf.int64)],
+                     jit_compile=self.config.jit_compile)
         def sums(batch, seed):
             lengths = batch["lengths"]
             if isinstance(model, LSTMBaseline):
