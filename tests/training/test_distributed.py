@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
@@ -18,27 +19,49 @@ SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from test_trainer import synthetic_bundle, config_for
+    from test_trainer import synthetic_bundle
+    from training_testing import TINY
     from tf_latentflow.training import trainer as trainer_lib
-    out = pathlib.Path(sys.argv[1])
-    trainer = trainer_lib.Trainer(config_for(out, "mirrored", epochs=1, strategy="mirrored"),
-                                  bundle=synthetic_bundle(), log=lambda *_: None)
+    from tf_latentflow.training.config import default_config
+    out, name, strategy, model, jit = sys.argv[1:6]
+    fields = dict(TINY, epochs=2, batch_size=4, kl_zero_epochs=1, kl_ramp_epochs=1, seed=3,
+                  strategy=strategy, baseline_dropout=0.0, jit_compile=jit == "xla")
+    config = default_config("jsb", model, str(pathlib.Path(out) / name), **fields)
+    trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
     trainer.fit()
-    history = json.loads((out / "mirrored" / "history.jsonl").read_text().splitlines()[-1])
+    history = [json.loads(l) for l in (pathlib.Path(out) / name / "history.jsonl").read_text().splitlines()]
     print(json.dumps({{"replicas": trainer.strategy.num_replicas_in_sync,
                       "strategy": type(trainer.strategy).__name__,
-                      "loss": history["train_loss"], "steps": int(trainer.state.global_step.numpy())}}))
+                      "losses": [[h["train_loss"], h["validation_loss"]] for h in history],
+                      "weights": [float(v.numpy().sum()) for v in trainer.model.trainable_variables],
+                      "steps": int(trainer.state.global_step.numpy())}}))
 """)
+
+
+def run(tmp_path, name, strategy, model, jit="graph"):
+    """One training run in a fresh process (one MirroredStrategy per process)."""
+    script = SCRIPT.format(tests=str(TESTS), training=str(TESTS / "training"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), name, strategy, model, jit],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    script = SCRIPT.format(tests=str(TESTS), training=str(TESTS / "training"))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
-                          text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["strategy"] == "MirroredStrategy" and result["replicas"] == 2
-    assert result["steps"] == 3 and 0 < result["loss"] < 1e3
-    assert (tmp_path / "mirrored" / "checkpoints" / "latest" / "checkpoint").exists()
+    # A flow model: replicas draw their own samples, so only finite losses are checked.
+    flow = run(tmp_path, "flow", "mirrored", "af-scf")
+    assert flow["strategy"] == "MirroredStrategy" and flow["replicas"] == 2
+    assert flow["steps"] == 6 and all(0 < loss < 1e3 for pair in flow["losses"] for loss in pair)
+    assert (tmp_path / "flow" / "checkpoints" / "latest" / "checkpoint").exists()
+    # The LSTM baseline without dropout draws no random numbers: on the same global
+    # batches, the per-replica mean over the global batch and the summed gradients
+    # must reproduce the one-device run (with and without XLA).
+    one = run(tmp_path, "lstm_default", "default", "lstm")
+    assert one["replicas"] == 1
+    for name, jit in (("lstm_mirrored", "graph"), ("lstm_mirrored_xla", "xla")):
+        two = run(tmp_path, name, "mirrored", "lstm", jit)
+        assert two["replicas"] == 2 and two["steps"] == one["steps"] == 6
+        np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+        np.testing.assert_allclose(two["weights"], one["weights"], rtol=1e-4, atol=1e-4)

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -188,3 +189,19 @@ def test_jit_compiled_flow_model_trains_and_evaluates(tmp_path):
     assert len(history) == 2 and all(np.isfinite(h["train_loss"]) for h in history)
     assert np.isfinite(results["test"]["nll"]) and results["test"]["nll"] > 0
     assert results["config"]["jit_compile"] is True
+
+
+def test_clipping_scales_to_the_global_norm_and_keeps_non_finite():
+    g = [tf.constant([3.0, 0.0]), None, tf.constant([[4.0]])]  # global norm 5
+    clipped = trainer_lib.clip_across_replicas(g, 0.25)
+    assert clipped[1] is None
+    np.testing.assert_allclose(clipped[0].numpy(), [0.15, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped[2].numpy(), [[0.2]], rtol=1e-6)
+    small = trainer_lib.clip_across_replicas(g, 10.0)  # below the threshold: unchanged
+    np.testing.assert_allclose(small[0].numpy(), [3.0, 0.0])
+    # Loss-scaled gradients (x 1024): the norm is measured unscaled, the scale is kept.
+    scaled = trainer_lib.clip_across_replicas([t * 1024.0 for t in (g[0], g[2])], 0.25, 1024.0)
+    np.testing.assert_allclose(scaled[0].numpy(), [0.15 * 1024, 0.0], rtol=1e-6)
+    bad = trainer_lib.clip_across_replicas([tf.constant([np.inf, 1.0])], 0.25)
+    assert not np.isfinite(bad[0].numpy()).all()
+    assert not hasattr(keras.optimizers.Adam(), "dynamic_scale")  # the step's unscaling test

@@ -132,6 +132,28 @@ def sequence_terms(model, batch, *, kl_weight, num_samples, seed, training):
 # -- distribution, precision -----------------------------------------------------------------
 
 
+def clip_across_replicas(gradients, clip_norm: float, loss_scale=1.0):
+    """Per-replica gradients scaled so that their sum has global norm <= clip_norm.
+
+        g_sum  = sum_r g_r                       (an all-reduce when there are replicas)
+        factor = clip_norm / max(||g_sum|| / loss_scale, clip_norm)
+        return   factor * g_r
+
+    The optimizer then sums the replicas' factor * g_r: the clipped global gradient,
+    as on one device (Keras's `global_clipnorm` clips every replica's part by its own
+    norm before the all-reduce). `loss_scale` unscales mixed-float16 gradients for the
+    norm; non-finite gradients stay non-finite, so the loss-scale optimizer still skips
+    the step. Runs in replica context.
+    """
+    context = tf.distribute.get_replica_context()
+    present = [g for g in gradients if g is not None]
+    if context is not None and context.num_replicas_in_sync > 1:
+        present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+    norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in present]) / tf.cast(loss_scale, tf.float32)
+    factor = clip_norm / tf.maximum(norm, clip_norm)
+    return [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
+
+
 def select_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -229,8 +251,9 @@ class Trainer:
         with self.strategy.scope():
             self.model = build_model(config, length_model(config, self.bundle), vocab_size)
             optimizer_cls = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.SGD
-            optimizer = optimizer_cls(learning_rate=config.learning_rate,
-                                      global_clipnorm=config.clip_norm or None)
+            # No clipnorm here: Keras clips each replica's gradient before the all-reduce;
+            # the step clips the summed gradient instead (clip_across_replicas).
+            optimizer = optimizer_cls(learning_rate=config.learning_rate)
             if self.policy == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
@@ -309,6 +332,9 @@ class Trainer:
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
             loss, kl, gradients = loss_and_gradients(batch, kl_weight, seed)
+            if config.clip_norm:
+                scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
+                gradients = clip_across_replicas(gradients, config.clip_norm, scale)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return loss, kl
 
