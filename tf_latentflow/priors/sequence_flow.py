@@ -123,10 +123,13 @@ class SequenceFlowPrior(keras.layers.Layer):
             x_t, log_det_t = fn(y_by_step[t], context=context)
             return t + 1, x_t, states, outputs.write(t, x_t), log_dets.write(t, log_det_t)
 
+        # maximum_iterations bounds the gradient's accumulators, which XLA needs (the
+        # IAF-in-time density trains through this loop under --jit-compile).
         _, _, _, outputs, log_dets = tf.while_loop(
             lambda t, *_: t < steps, body,
             (tf.constant(0), self.conditioner.start_input(batch, y.dtype),
-             self.conditioner.initial_state(lengths), outputs, log_dets))
+             self.conditioner.initial_state(lengths), outputs, log_dets),
+            maximum_iterations=steps)
         return tf.transpose(outputs.stack(), [1, 0, 2]), tf.transpose(log_dets.stack())
 
     # -- public interface ------------------------------------------------------------------
