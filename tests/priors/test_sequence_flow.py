@@ -117,18 +117,23 @@ def test_every_trainable_variable_receives_a_gradient(name):
 @pytest.mark.parametrize("name", ["af-af", "iaf-scf"])  # parallel and serial density
 def test_log_prob_gradients_compile_with_xla(name):
     # The trainers' --jit-compile differentiates log_prob inside XLA; the IAF-in-time
-    # density is a tf.while_loop whose gradient XLA compiles only with bounded iterations.
+    # density is a tf.while_loop whose gradient XLA compiles only with bounded iterations
+    # and compile-time-constant shapes inside the body.
     prior = tiny_prior(name, scale=0.2)
     lengths = tf.constant([3, 2], tf.int32)
     z = prior.sample(lengths, seed=9)
 
-    def gradients(z):
+    def gradients(z, lengths):
         with tf.GradientTape() as tape:
             loss = -tf.reduce_sum(prior.log_prob(z, lengths))
         return loss, tape.gradient(loss, prior.trainable_variables)
 
-    loss, grads = tf.function(gradients)(z)
-    xla_loss, xla_grads = tf.function(gradients, jit_compile=True)(z)
+    # Unknown batch and time at trace time, as in the trainers' steps: shape-dependent
+    # helper ops (e.g. a tensordot permutation) must stay constant inside the loop's gradient.
+    signature = [tf.TensorSpec([None, None, z.shape[-1]], z.dtype), tf.TensorSpec([None], tf.int32)]
+    loss, grads = tf.function(gradients, input_signature=signature)(z, lengths)
+    xla_loss, xla_grads = tf.function(gradients, input_signature=signature, jit_compile=True)(
+        z, lengths)
     np.testing.assert_allclose(xla_loss.numpy(), loss.numpy(), rtol=1e-4)
     for g, x in zip(grads, xla_grads):
         np.testing.assert_allclose(tf.convert_to_tensor(x).numpy(), tf.convert_to_tensor(g).numpy(),

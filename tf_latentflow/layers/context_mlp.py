@@ -17,6 +17,23 @@ import tensorflow as tf
 __all__ = ["ContextMLP"]
 
 
+def _matmul_last_axis(x, kernel):
+    """`x [..., I] @ kernel [I, O] -> [..., O]`.
+
+    Not `tf.tensordot`: with an unknown batch size it computes its transpose
+    permutation at run time, and inside a `tf.while_loop` (the IAF-in-time
+    density) the gradient then needs that permutation as a loop value, which XLA
+    refuses ("must be a compile-time constant").
+    """
+    if x.shape.rank == 2:
+        return tf.matmul(x, kernel)
+    out = tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel)
+    out = tf.reshape(out, tf.concat([tf.shape(x)[:-1], [kernel.shape[-1]]], 0))
+    if x.shape.rank is not None:
+        out.set_shape(x.shape[:-1].concatenate([kernel.shape[-1]]))
+    return out
+
+
 class ContextMLP(keras.layers.Layer):
     """Dense network `[..., D_in] (+ context [..., C]) -> [..., num_outputs, num_params]`.
 
@@ -85,9 +102,9 @@ class ContextMLP(keras.layers.Layer):
             kernel = tf.convert_to_tensor(kernel)
             if self._mask_constants:
                 kernel = kernel * tf.constant(self._mask_constants[i], dtype=kernel.dtype)
-            h = tf.tensordot(h, kernel, axes=1) + tf.convert_to_tensor(bias)
+            h = _matmul_last_axis(h, kernel) + tf.convert_to_tensor(bias)
             if context is not None:
-                h = h + tf.tensordot(context, tf.convert_to_tensor(self.context_kernels[i]), axes=1)
+                h = h + _matmul_last_axis(context, tf.convert_to_tensor(self.context_kernels[i]))
             if i < last:
                 h = self.activation(h)
         new_shape = tf.concat([tf.shape(h)[:-1], [self._resolved_outputs, self.num_params]], 0)
