@@ -3,13 +3,15 @@
 import json
 import os
 import pickle
+import threading
+import time
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from tf_latentflow import data as D
-from tf_latentflow.data import music, sources
+from tf_latentflow.data import catalog, music, sources
 
 
 MUSIC = ("jsb_chorales", "muse_data", "nottingham", "piano_midi")
@@ -181,3 +183,29 @@ def test_failed_prepare_leaves_nothing_and_fails_again(tmp_path, write_music_jso
     write_music_json(src, splits=good)  # once fixed, it prepares from the new file
     builder = _prepare(src, out)
     assert builder.info.splits["train"].num_examples == 3 and builder.info.splits["test"].num_examples == 1
+
+
+def test_concurrent_prepares_wait_for_each_other(tmp_path, write_music_json):
+    # Two trainers started at once on a fresh machine both prepared JSB and the second
+    # crashed renaming TFDS's incomplete folder; prepare now holds a lock.
+    src, out = tmp_path / "src", tmp_path / "tfds"
+    write_music_json(src, splits={"train": [[[60]]] * 3, "valid": [[[61]]], "test": [[[62]]]})
+    builders, errors = [], []
+
+    def run():
+        try:
+            builders.append(_prepare(src, out))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    with catalog.preparation_lock("jsb", out):
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        assert not builders and not errors  # both wait while someone else prepares
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert [b.info.splits["train"].num_examples for b in builders] == [3, 3]
+    assert not list((out / "jsb_chorales").glob("incomplete*"))
