@@ -53,3 +53,38 @@ def test_runs_under_mixed_precision(policy):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert out.dtype == tf.bfloat16 and np.all(np.isfinite(tf.cast(out, tf.float32).numpy()))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_hand_written_recurrence_gradient_equals_automatic_differentiation(jit_compile):
+    # FastLSTM's recurrence has a custom gradient (dU as one product after the loop); the
+    # reference differentiates the step-by-step path, which TF differentiates itself.
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(3, 6, 4)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(3, 6, 5)).astype(np.float32))
+    state = [tf.constant(rng.normal(size=(3, 5)).astype(np.float32)) for _ in range(2)]
+    lstm = FastLSTM(5)
+    lstm.build(x.shape)
+    lstm.recurrent_kernel.assign(rng.normal(scale=0.5, size=(5, 20)).astype(np.float32))
+
+    def whole(x, h0, c0):
+        with tf.GradientTape() as tape:
+            tape.watch([x, h0, c0])
+            loss = tf.reduce_sum(weights * lstm(x, initial_state=[h0, c0]))
+        return tape.gradient(loss, [x, h0, c0] + lstm.trainable_variables)
+
+    def by_step(x, h0, c0):
+        with tf.GradientTape() as tape:
+            tape.watch([x, h0, c0])
+            outputs, s = [], [h0, c0]
+            for t in range(x.shape[1]):
+                h, s = lstm.step(x[:, t], s)
+                outputs.append(h)
+            loss = tf.reduce_sum(weights * tf.stack(outputs, axis=1))
+        return tape.gradient(loss, [x, h0, c0] + lstm.trainable_variables)
+
+    got = tf.function(whole, jit_compile=jit_compile)(x, *state)
+    expected = by_step(x, *state)
+    for name, g, e in zip(["x", "h0", "c0", "kernel", "recurrent", "bias"], got, expected):
+        assert np.any(e.numpy() != 0), name
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
