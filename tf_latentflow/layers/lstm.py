@@ -27,10 +27,13 @@ import tensorflow as tf
 __all__ = ["FastLSTM", "lstm_recurrence"]
 
 
-def _gate_activations(z):
-    """`[..., 4U]` pre-activations -> (i, f, g, o) after their non-linearities."""
+def _cell(z, c):
+    """One LSTM cell: `(h_t, c_t, gates)` from pre-activations z `[..., 4U]` and c_{t-1};
+    gates are (i, f, g, o) after their non-linearities, concatenated."""
     i, f, g, o = tf.split(z, 4, axis=-1)
-    return tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+    i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+    c = f * c + i * g
+    return o * tf.tanh(c), c, tf.concat([i, f, g, o], axis=-1)
 
 
 @tf.custom_gradient
@@ -57,9 +60,7 @@ def lstm_recurrence(projected, recurrent, h0, c0):
 
     def step(carry, z_t):
         h, c, _ = carry
-        i, f, g, o = _gate_activations(z_t + tf.matmul(h, recurrent))
-        c = f * c + i * g
-        return o * tf.tanh(c), c, tf.concat([i, f, g, o], axis=-1)
+        return _cell(z_t + tf.matmul(h, recurrent), c)
 
     hs, cs, gates = tf.scan(step, projected, initializer=(h0, c0, tf.zeros_like(projected[0])))
 
@@ -118,9 +119,7 @@ class FastLSTM(keras.layers.Layer):
         self.built = True
 
     def _gates(self, z, c):
-        i, f, g, o = _gate_activations(z)
-        c = f * c + i * g
-        return o * tf.tanh(c), c
+        return _cell(z, c)[:2]
 
     def zero_state(self, batch_size, dtype=None):
         dtype = dtype or self.compute_dtype
