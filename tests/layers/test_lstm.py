@@ -88,3 +88,30 @@ def test_hand_written_recurrence_gradient_equals_automatic_differentiation(jit_c
     for name, g, e in zip(["x", "h0", "c0", "kernel", "recurrent", "bias"], got, expected):
         assert np.any(e.numpy() != 0), name
         np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_empty_sequence_gives_empty_output_and_zero_state_gradients():
+    # T = 0 (the time axis traced as unknown, as in the trainer): no outputs, and the
+    # gradient w.r.t. the initial state and the weights is zero instead of an index error.
+    # Graph mode only: under XLA, tf.scan itself rejects an empty sequence (its
+    # TensorList read is compiled as a size-1 dynamic slice); no data set holds an
+    # empty sequence.
+    lstm = FastLSTM(4)
+    lstm.build((None, None, 3))
+    h0, c0 = tf.ones([2, 4]), tf.ones([2, 4])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3])])
+    def outputs_and_gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch([h0, c0])
+            out = lstm(x, initial_state=[h0, c0])
+            loss = tf.reduce_sum(out)
+        return [out] + tape.gradient(loss, [h0, c0, lstm.recurrent_kernel])
+
+    out, dh0, dc0, d_recurrent = outputs_and_gradients(tf.zeros([2, 0, 3]))
+    assert out.shape == (2, 0, 4)
+    for g in (dh0, dc0, d_recurrent):
+        np.testing.assert_array_equal(g.numpy(), np.zeros(g.shape))
+    # and the same traced function still differentiates a non-empty sequence
+    _, dh0, _, _ = outputs_and_gradients(tf.ones([2, 3, 3]))
+    assert np.any(dh0.numpy() != 0)

@@ -62,11 +62,13 @@ def lstm_recurrence(projected, recurrent, h0, c0):
         h, c, _ = carry
         return _cell(z_t + tf.matmul(h, recurrent), c)
 
-    hs, cs, gates = tf.scan(step, projected, initializer=(h0, c0, tf.zeros_like(projected[0])))
+    steps = tf.shape(projected)[0]
+    zero_gates = tf.zeros(tf.shape(projected)[1:], projected.dtype)  # projected[0] fails at T = 0
+    hs, cs, gates = tf.scan(step, projected, initializer=(h0, c0, zero_gates))
 
     def grad(dhs):
-        c_prev = tf.concat([c0[tf.newaxis], cs[:-1]], axis=0)
-        h_prev = tf.concat([h0[tf.newaxis], hs[:-1]], axis=0)
+        c_prev = tf.concat([c0[tf.newaxis], cs[:-1]], axis=0)[:steps]
+        h_prev = tf.concat([h0[tf.newaxis], hs[:-1]], axis=0)[:steps]
 
         def back(carry, elems):
             dh_next, dc_next, _ = carry
@@ -81,13 +83,15 @@ def lstm_recurrence(projected, recurrent, h0, c0):
 
         dhs_prev, dcs_prev, dzs = tf.scan(
             back, (dhs, gates, cs, c_prev),
-            initializer=(tf.zeros_like(h0), tf.zeros_like(c0), tf.zeros_like(projected[0])),
-            reverse=True)
+            initializer=(tf.zeros_like(h0), tf.zeros_like(c0), zero_gates), reverse=True)
         units = tf.shape(recurrent)[0]
         d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dzs, [-1, 4 * units]),
                                 transpose_a=True)
-        # reverse=True stacks each carry at its input's position: index 0 is after t = 0.
-        return dzs, d_recurrent, dhs_prev[0], dcs_prev[0]
+        # reverse=True stacks each carry at its input's position: index 0 is after t = 0;
+        # with T = 0 nothing depends on h0, c0 (the appended zeros).
+        dh0 = tf.concat([dhs_prev, tf.zeros_like(h0)[tf.newaxis]], axis=0)[0]
+        dc0 = tf.concat([dcs_prev, tf.zeros_like(c0)[tf.newaxis]], axis=0)[0]
+        return dzs, d_recurrent, dh0, dc0
 
     return hs, grad
 
