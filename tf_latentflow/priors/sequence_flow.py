@@ -28,12 +28,28 @@ import tensorflow as tf
 from tf_latentflow.data.t_features import t_features
 from tf_latentflow.layers.hidden_flow import HiddenFlowStack
 from tf_latentflow.priors.gaussian import standard_normal_log_prob, step_mask
+from tf_latentflow.priors.serial_scan import serial_scan
 from tf_latentflow.priors.time_conditioner import TimeConditioner
 from tf_latentflow.seeds import as_stateless_seed
 
 __all__ = ["SequenceFlowPrior", "TIME_FLOWS"]
 
 TIME_FLOWS = ("af", "iaf", "none")
+
+
+def _while_loop_scan(step, carry, elems, steps, size, dtype):
+    """`step` over time-major `elems` in a plain tf.while_loop: (x `[T, B, size]`, log-dets `[T, B]`)."""
+    outputs = tf.TensorArray(dtype, size=steps, element_shape=[None, size])
+    log_dets = tf.TensorArray(dtype, size=steps, element_shape=[None])
+
+    def body(t, carry, outputs, log_dets):
+        carry, (x_t, log_det_t) = step(carry, tf.nest.map_structure(lambda e: e[t], elems))
+        return t + 1, carry, outputs.write(t, x_t), log_dets.write(t, log_det_t)
+
+    # maximum_iterations bounds the loop for XLA (the exported samplers compile it).
+    _, _, outputs, log_dets = tf.while_loop(lambda t, *_: t < steps, body, (0, carry, outputs, log_dets),
+                                            maximum_iterations=steps)
+    return outputs.stack(), log_dets.stack()
 
 
 @keras.saving.register_keras_serializable(package="tf_latentflow")
@@ -110,27 +126,37 @@ class SequenceFlowPrior(keras.layers.Layer):
         return self._apply_flow(direction, x, context)
 
     def _serial(self, direction, y, lengths, training=False):
-        """Output x built step by step: c_t from x_<t, then x_t = flow(y_t; c_t)."""
+        """Output x built step by step: c_t from x_<t, then x_t = flow(y_t; c_t).
+
+        In training the density (IAF in time) runs through `serial_scan`, whose
+        gradient needs no per-step weight accumulators (training step at B=5, T=64:
+        density forward + backward 407 -> 239 ms); everything else (evaluation,
+        sampling) through a plain `tf.while_loop`, which stores nothing for a
+        backward pass (and is still differentiable, by TensorFlow, only slower).
+        Both run the same `step`, with the T-features and (in training) the
+        dropout masks of all steps drawn before the loop.
+        """
         batch, steps = tf.shape(y)[0], tf.shape(y)[1]
         bijector = self.flow.bijector
         fn = bijector.forward_and_log_det if direction == "forward" else bijector.inverse_and_log_det
-        y_by_step = tf.transpose(y, [1, 0, 2])
-        outputs = tf.TensorArray(y.dtype, size=steps, element_shape=[None, self.latent_size])
-        log_dets = tf.TensorArray(y.dtype, size=steps, element_shape=[None])
+        conditioner = self.conditioner
 
-        def body(t, previous, states, outputs, log_dets):
-            context, states = self.conditioner.step(previous, t, lengths, states, training=training)
-            x_t, log_det_t = fn(y_by_step[t], context=context)
-            return t + 1, x_t, states, outputs.write(t, x_t), log_dets.write(t, log_det_t)
+        def step(carry, elems):
+            previous, states = carry
+            y_t, features_t, masks_t = elems
+            context, states = conditioner.step(previous, features_t, states, masks=masks_t)
+            x_t, log_det_t = fn(y_t, context=context)
+            return (x_t, states), (x_t, log_det_t)
 
-        # maximum_iterations bounds the gradient's accumulators, which XLA needs (the
-        # IAF-in-time density trains through this loop under --jit-compile).
-        _, _, _, outputs, log_dets = tf.while_loop(
-            lambda t, *_: t < steps, body,
-            (tf.constant(0), self.conditioner.start_input(batch, y.dtype),
-             self.conditioner.initial_state(lengths), outputs, log_dets),
-            maximum_iterations=steps)
-        return tf.transpose(outputs.stack(), [1, 0, 2]), tf.transpose(log_dets.stack())
+        carry = (conditioner.start_input(batch, y.dtype), conditioner.initial_state(lengths))
+        elems = (tf.transpose(y, [1, 0, 2]), conditioner.step_features(lengths, steps, y.dtype),
+                 conditioner.dropout_masks(batch, steps, y.dtype) if training else ())
+        if training:
+            spec = (tf.TensorSpec([None, self.latent_size], y.dtype), tf.TensorSpec([None], y.dtype))
+            outputs, log_dets = serial_scan(step, carry, elems, spec)
+        else:
+            outputs, log_dets = _while_loop_scan(step, carry, elems, steps, self.latent_size, y.dtype)
+        return tf.transpose(outputs, [1, 0, 2]), tf.transpose(log_dets)
 
     # -- public interface ------------------------------------------------------------------
 

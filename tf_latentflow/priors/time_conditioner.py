@@ -8,8 +8,10 @@ T-features (appendix D):
     (h_t, state_t) = LSTM(input_t, state_{t-1}),  state_{-1} = tanh(W f_0(T) + b)
 
 so h_t depends on s_<t and T only. `parallel` runs it over a known sequence in
-one pass; `initial_state` / `step` run it one step at a time inside a
-`tf.while_loop`.
+one pass; `initial_state` / `step` run it one step at a time inside a serial
+loop, which takes the T-features and the dropout masks of all steps as inputs
+(`step_features`, `dropout_masks`), so that a step is a deterministic function
+of its inputs (what `serial_scan` needs).
 """
 
 import keras
@@ -79,15 +81,33 @@ class TimeConditioner(keras.layers.Layer):
             h = dropout(lstm(h, initial_state=state), training=training)
         return h
 
-    def step(self, previous, t, lengths, states, training=False):
-        """One step: `(h_t [B, units], new states)` from s_{t-1} `[B, input_size]`."""
-        h = tf.concat([previous, t_features_at(t, lengths, self.max_length, dtype=previous.dtype)],
-                      axis=-1)
+    def step_features(self, lengths, steps, dtype=tf.float32):
+        """The T-features of every step, time-major `[steps, B, 2 * max_length]`."""
+        return tf.transpose(t_features(lengths, steps, self.max_length, dtype=dtype), [1, 0, 2])
+
+    def dropout_masks(self, batch_size, steps, dtype=tf.float32):
+        """Training-mode dropout multipliers for `step`: per layer `[steps, B, units]`,
+        0 or 1 / (1 - rate), drawn from each dropout layer's seed generator; `()`
+        when the rate is 0."""
+        if self.dropout == 0.0:
+            return ()
+        ones = tf.ones(tf.stack([steps, batch_size, self.units]), dtype)
+        return tuple(keras.random.dropout(ones, self.dropout, seed=layer.seed_generator)
+                     for layer in self.dropouts)
+
+    def step(self, previous, features, states, masks=()):
+        """One step: `(h_t [B, units], new states)` from s_{t-1} `[B, input_size]`, the
+        step's T-features `[B, 2 * max_length]` and the layers' `[h, c]` states.
+
+        masks: the step's slice of `dropout_masks` in training, `()` otherwise.
+        """
+        h = tf.concat([previous, tf.cast(features, previous.dtype)], axis=-1)
         new_states = []
-        for lstm, dropout, state in zip(self.lstms, self.dropouts, states):
+        for i, (lstm, state) in enumerate(zip(self.lstms, states)):
             h, state = lstm.step(h, state)
             new_states.append(list(state))
-            h = dropout(h, training=training)
+            if masks:
+                h = h * tf.cast(masks[i], h.dtype)
         return h, new_states
 
     def call(self, sequence, lengths, training=False):
