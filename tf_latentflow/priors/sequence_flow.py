@@ -28,28 +28,13 @@ import tensorflow as tf
 from tf_latentflow.data.t_features import t_features
 from tf_latentflow.layers.hidden_flow import HiddenFlowStack
 from tf_latentflow.priors.gaussian import standard_normal_log_prob, step_mask
-from tf_latentflow.priors.serial_scan import serial_scan
+from tf_latentflow.priors.serial_scan import serial_loop, serial_scan
 from tf_latentflow.priors.time_conditioner import TimeConditioner
 from tf_latentflow.seeds import as_stateless_seed
 
 __all__ = ["SequenceFlowPrior", "TIME_FLOWS"]
 
 TIME_FLOWS = ("af", "iaf", "none")
-
-
-def _while_loop_scan(step, carry, elems, steps, size, dtype):
-    """`step` over time-major `elems` in a plain tf.while_loop: (x `[T, B, size]`, log-dets `[T, B]`)."""
-    outputs = tf.TensorArray(dtype, size=steps, element_shape=[None, size])
-    log_dets = tf.TensorArray(dtype, size=steps, element_shape=[None])
-
-    def body(t, carry, outputs, log_dets):
-        carry, (x_t, log_det_t) = step(carry, tf.nest.map_structure(lambda e: e[t], elems))
-        return t + 1, carry, outputs.write(t, x_t), log_dets.write(t, log_det_t)
-
-    # maximum_iterations bounds the loop for XLA (the exported samplers compile it).
-    _, _, outputs, log_dets = tf.while_loop(lambda t, *_: t < steps, body, (0, carry, outputs, log_dets),
-                                            maximum_iterations=steps)
-    return outputs.stack(), log_dets.stack()
 
 
 @keras.saving.register_keras_serializable(package="tf_latentflow")
@@ -151,11 +136,8 @@ class SequenceFlowPrior(keras.layers.Layer):
         carry = (conditioner.start_input(batch, y.dtype), conditioner.initial_state(lengths))
         elems = (tf.transpose(y, [1, 0, 2]), conditioner.step_features(lengths, steps, y.dtype),
                  conditioner.dropout_masks(batch, steps, y.dtype) if training else ())
-        if training:
-            spec = (tf.TensorSpec([None, self.latent_size], y.dtype), tf.TensorSpec([None], y.dtype))
-            outputs, log_dets = serial_scan(step, carry, elems, spec)
-        else:
-            outputs, log_dets = _while_loop_scan(step, carry, elems, steps, self.latent_size, y.dtype)
+        spec = (tf.TensorSpec([None, self.latent_size], y.dtype), tf.TensorSpec([None], y.dtype))
+        outputs, log_dets = (serial_scan if training else serial_loop)(step, carry, elems, spec)
         return tf.transpose(outputs, [1, 0, 2]), tf.transpose(log_dets)
 
     # -- public interface ------------------------------------------------------------------

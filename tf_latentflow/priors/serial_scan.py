@@ -23,11 +23,15 @@ cuDNN's LSTM does:
 The last line needs `step` to treat batch rows independently and to be
 deterministic (dropout masks and T-features are passed in `elems`). The
 recomputation costs one extra forward step per step.
+
+`serial_loop` runs the same `step` in a plain `tf.while_loop` that stores
+nothing for a backward pass: for evaluation and sampling (it stays
+differentiable by TensorFlow's own loop gradient, only slower).
 """
 
 import tensorflow as tf
 
-__all__ = ["serial_scan"]
+__all__ = ["serial_loop", "serial_scan"]
 
 
 def _stack_like(tensors, size, time_major=False):
@@ -39,6 +43,44 @@ def _stack_like(tensors, size, time_major=False):
 def _merge_rows(x):
     """[T, B, ...] -> [T*B, ...]."""
     return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+
+
+def _flat_step(step, carry_structure, elems_structure):
+    """`step` on flat lists of tensors: (flat carry, flat elems_t) -> (flat new carry, flat out_t)."""
+    def run_step(flat_c, flat_e):
+        carry = tf.nest.pack_sequence_as(carry_structure, list(flat_c))
+        elems_t = tf.nest.pack_sequence_as(elems_structure, list(flat_e))
+        new_carry, out = step(carry, elems_t)
+        return [tf.convert_to_tensor(c) for c in tf.nest.flatten(new_carry)], \
+               [tf.convert_to_tensor(o) for o in tf.nest.flatten(out)]
+    return run_step
+
+
+def _forward_loop(run_step, carry0, all_elems, steps, flat_spec, keep_carries):
+    """The loop itself: stacked outputs `[T, B, ...]`, and the carries before each step if kept."""
+    befores = _stack_like(carry0, steps) if keep_carries else []
+    outs = [tf.TensorArray(spec.dtype, size=steps, element_shape=spec.shape) for spec in flat_spec]
+
+    def body(t, carry, befores, outs):
+        new_carry, out = run_step(carry, [e[t] for e in all_elems])
+        befores = [ta.write(t, c) for ta, c in zip(befores, carry)]
+        outs = [ta.write(t, o) for ta, o in zip(outs, out)]
+        return t + 1, new_carry, befores, outs
+
+    # maximum_iterations bounds the loop for XLA (the exported samplers compile it).
+    _, _, befores, outs = tf.while_loop(lambda t, *_: t < steps, body, (0, carry0, befores, outs),
+                                        maximum_iterations=steps)
+    return [ta.stack() for ta in outs], [ta.stack() for ta in befores]
+
+
+def serial_loop(step, initial_carry, elems, output_spec):
+    """`serial_scan`'s forward pass alone: a plain `tf.while_loop`, same arguments and result."""
+    flat_carry0 = [tf.convert_to_tensor(c) for c in tf.nest.flatten(initial_carry)]
+    flat_elems = [tf.convert_to_tensor(e) for e in tf.nest.flatten(elems)]
+    run_step = _flat_step(step, initial_carry, elems)
+    flat_outs, _ = _forward_loop(run_step, flat_carry0, flat_elems, tf.shape(flat_elems[0])[0],
+                                 tf.nest.flatten(output_spec), keep_carries=False)
+    return tf.nest.pack_sequence_as(output_spec, flat_outs)
 
 
 def serial_scan(step, initial_carry, elems, output_spec):
@@ -55,38 +97,18 @@ def serial_scan(step, initial_carry, elems, output_spec):
 
     Gradients flow to `initial_carry`, `elems` and the variables `step` reads.
     """
-    carry_structure = initial_carry
-    elems_structure = elems
     flat_carry0 = [tf.convert_to_tensor(c) for c in tf.nest.flatten(initial_carry)]
     flat_elems = [tf.convert_to_tensor(e) for e in tf.nest.flatten(elems)]
     num_carry = len(flat_carry0)
     steps = tf.shape(flat_elems[0])[0]
-
-    def run_step(flat_c, flat_e):
-        carry = tf.nest.pack_sequence_as(carry_structure, list(flat_c))
-        elems_t = tf.nest.pack_sequence_as(elems_structure, list(flat_e))
-        new_carry, out = step(carry, elems_t)
-        return [tf.convert_to_tensor(c) for c in tf.nest.flatten(new_carry)], \
-               [tf.convert_to_tensor(o) for o in tf.nest.flatten(out)]
-
+    run_step = _flat_step(step, initial_carry, elems)
     flat_spec = tf.nest.flatten(output_spec)
 
     @tf.custom_gradient
     def scan(*flat_inputs):
         carry0, all_elems = list(flat_inputs[:num_carry]), list(flat_inputs[num_carry:])
-        befores = _stack_like(carry0, steps)
-        outs = [tf.TensorArray(spec.dtype, size=steps, element_shape=spec.shape) for spec in flat_spec]
-
-        def body(t, carry, befores, outs):
-            new_carry, out = run_step(carry, [e[t] for e in all_elems])
-            befores = [ta.write(t, c) for ta, c in zip(befores, carry)]
-            outs = [ta.write(t, o) for ta, o in zip(outs, out)]
-            return t + 1, new_carry, befores, outs
-
-        _, _, befores, outs = tf.while_loop(lambda t, *_: t < steps, body, (0, carry0, befores, outs),
-                                            maximum_iterations=steps)
-        befores = [ta.stack() for ta in befores]
-        stacked_outs = [ta.stack() for ta in outs]
+        stacked_outs, befores = _forward_loop(run_step, carry0, all_elems, steps, flat_spec,
+                                              keep_carries=True)
 
         def grad(*d_outs, variables=None):
             d_outs = [tf.zeros_like(o) if d is None else d for d, o in zip(d_outs, stacked_outs)]
