@@ -21,6 +21,8 @@ def test_jsb_flow_defaults_follow_the_reference_command():
             config.optimizer, config.nll_samples) == (
         "jsb_chorales", 5, 1, 20, 15, 2, 1e-3, 0.25, "adam", 50)
     assert config.output_dir == "runs/jsb_chorales/af-scf"
+    assert config.reset_optimizer_on_decay is False  # the one known difference (config docstring)
+    assert parse(["--reset-optimizer-on-decay"]).reset_optimizer_on_decay is True
 
 
 def test_baseline_and_text_defaults_and_overrides():

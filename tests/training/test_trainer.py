@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_latentflow.training import schedules
 from tf_latentflow.training import trainer as trainer_lib
 from tf_latentflow.training.config import default_config
 from training_testing import TINY, synthetic_music_bundle
@@ -205,3 +206,76 @@ def test_clipping_scales_to_the_global_norm_and_keeps_non_finite():
     bad = trainer_lib.clip_across_replicas([tf.constant([np.inf, 1.0])], 0.25)
     assert not np.isfinite(bad[0].numpy()).all()
     assert not hasattr(keras.optimizers.Adam(), "dynamic_scale")  # the step's unscaling test
+
+
+def test_settings_added_after_a_run_was_saved_count_as_their_defaults(tmp_path, straight_run):
+    run_dir = tmp_path / "older"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["reset_optimizer_on_decay"]  # a config.json written before the setting existed
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    messages = []
+    trainer = trainer_lib.Trainer(config_for(tmp_path, "older"), bundle=synthetic_bundle(),
+                                  log=messages.append)
+    assert trainer.changed_settings() == {} and messages == []
+    with pytest.raises(trainer_lib.ConfigMismatch, match=r"reset_optimizer_on_decay False \(saved\)"):
+        trainer_lib.Trainer(config_for(tmp_path, "older", reset_optimizer_on_decay=True),
+                            bundle=synthetic_bundle(), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("loss_scaled", [False, True])
+def test_a_reset_optimizer_continues_as_a_newly_made_one(loss_scaled):
+    def make():
+        adam = keras.optimizers.Adam(learning_rate=0.01)
+        return keras.optimizers.LossScaleOptimizer(adam) if loss_scaled else adam
+
+    def one_update(optimizer, variable, gradient):
+        before = variable.numpy().copy()
+        optimizer.apply_gradients([(gradient, variable)])
+        return variable.numpy() - before
+
+    rng = np.random.default_rng(0)
+    used, fresh = keras.Variable(rng.normal(size=3).astype(np.float32)), keras.Variable(np.zeros(3, np.float32))
+    optimizer, new = make(), make()
+    optimizer.build([used])
+    new.build([fresh])
+    for _ in range(5):
+        one_update(optimizer, used, tf.constant(rng.normal(size=3).astype(np.float32)))
+    optimizer.learning_rate = 0.0025
+    new.learning_rate = 0.0025
+    trainer_lib.reset_optimizer_state(optimizer)
+    gradient = tf.constant(rng.normal(size=3).astype(np.float32))
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    assert int(inner.iterations.numpy()) == 0
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(0.0025)
+    if loss_scaled:
+        scale = float(optimizer.dynamic_scale.numpy())
+        gradient_used, gradient_new = gradient * scale, gradient * float(new.dynamic_scale.numpy())
+    else:
+        gradient_used = gradient_new = gradient
+    step = one_update(optimizer, used, gradient_used)
+    # A new Adam's first update: lr * m_hat / (sqrt(v_hat) + eps) = lr * sign(g) (up to eps).
+    np.testing.assert_allclose(step, one_update(new, fresh, gradient_new), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(np.abs(step), 0.0025, rtol=1e-3)
+
+
+def test_learning_rate_decays_reset_the_optimizer_when_asked(tmp_path, monkeypatch):
+    # Every epoch after the ramp decays (plateau rule replaced): with the reset, the
+    # optimizer's step count restarts at each decay, the last one after the final epoch.
+    def always_decay(state, validation_loss, patience, decay):
+        return schedules.Plateau(best=min(state.best, validation_loss), bad_epochs=0,
+                                 learning_rate=state.learning_rate / decay, decayed=True)
+
+    monkeypatch.setattr(schedules, "plateau_update", always_decay)
+    counts = {}
+    for reset in (False, True):
+        trainer = trainer_lib.Trainer(config_for(tmp_path, f"reset_{reset}", reset_optimizer_on_decay=reset),
+                                      bundle=synthetic_bundle(), log=lambda *_: None)
+        trainer.fit()
+        history = [json.loads(line) for line in
+                   (tmp_path / f"reset_{reset}" / "history.jsonl").read_text().splitlines()]
+        assert [h.get("lr_decayed") for h in history] == [None, True, True]
+        assert trainer.optimizer.learning_rate.numpy() == pytest.approx(1e-3 / 16)
+        counts[reset] = int(trainer.optimizer.iterations.numpy())
+    steps_per_epoch = 3  # 12 training sequences, batch 4
+    assert counts == {False: 3 * steps_per_epoch, True: 0}

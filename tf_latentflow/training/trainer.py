@@ -208,6 +208,19 @@ class SeedStates(tf.Module):
             v for v in model.non_trainable_variables if "seed_generator" in v.path)}
 
 
+def reset_optimizer_state(optimizer):
+    """Zero the step count and the slot variables (Adam's moments) but keep the learning rate.
+
+    The optimizer then continues as a newly made one at its current learning rate,
+    bias correction included: what the reference trainer does at each decay
+    (`optimizer = get_optimizer(..., lr)`). A loss-scale optimizer keeps its scale.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    for variable in inner.variables:
+        if variable.name != "learning_rate":
+            variable.assign(tf.zeros(variable.shape, variable.dtype))
+
+
 # -- the trainer -----------------------------------------------------------------------------
 
 
@@ -420,8 +433,12 @@ class Trainer:
             return {}
         saved = json.loads(path.read_text())
         now = json.loads(self.config.to_json())
-        return {key: (saved.get(key), value) for key, value in now.items()
-                if saved.get(key) != value and key != "output_dir"}  # a moved run is the same run
+        # A setting added after the run was saved counts as its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                    if f.default is not dataclasses.MISSING}
+        saved = {key: saved.get(key, json.loads(json.dumps(defaults.get(key)))) for key in now}
+        return {key: (saved[key], value) for key, value in now.items()
+                if saved[key] != value and key != "output_dir"}  # a moved run is the same run
 
     def check_resumable(self):
         """Refuse a run directory whose checkpointed run has different settings."""
@@ -544,6 +561,9 @@ class Trainer:
                 state.bad_epochs.assign(plateau.bad_epochs)
                 state.learning_rate.assign(plateau.learning_rate)
                 self.optimizer.learning_rate = plateau.learning_rate
+                if plateau.decayed and config.reset_optimizer_on_decay:
+                    with self.strategy.scope():
+                        reset_optimizer_state(self.optimizer)
                 record.update(improved=plateau.improved, lr_decayed=plateau.decayed)
             state.epoch.assign(epoch + 1)
             self.position.epoch_step.assign(0)
