@@ -75,3 +75,52 @@ def test_iaf_scf_trains_under_mirrored_strategy_with_xla(tmp_path):
     assert flow["replicas"] == 2 and flow["steps"] == 6
     assert all(0 < loss < 1e3 for pair in flow["losses"] for loss in pair)
     assert all(np.isfinite(w) for w in flow["weights"])
+
+
+RESET_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path[:0] = [{tests!r}]
+    import keras
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tf_latentflow.training import trainer as trainer_lib
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        variable = keras.Variable([1.0, -2.0, 3.0])
+        optimizer = keras.optimizers.Adam(learning_rate=0.01)
+        optimizer.build([variable])
+
+    @tf.function
+    def step():
+        def replica():
+            optimizer.apply_gradients([(tf.constant([0.5, 0.1, -0.3]), variable)])
+        strategy.run(replica)
+
+    for _ in range(3):
+        step()
+    before = [float(tf.reduce_sum(tf.abs(v.value)).numpy()) for v in optimizer.variables]
+    with strategy.scope():
+        trainer_lib.reset_optimizer_state(optimizer)
+    per_replica = {{v.name: [float(tf.reduce_sum(tf.abs(t)).numpy())
+                            for t in strategy.experimental_local_results(v.value)]
+                   for v in optimizer.variables}}
+    step()
+    print(json.dumps({{"before": before, "after": per_replica,
+                      "iterations_after_one_step": int(optimizer.iterations.numpy())}}))
+""")
+
+
+def test_optimizer_reset_zeroes_every_replica_copy():
+    # --reset-optimizer-on-decay assigns from the cross-replica context between epochs.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", RESET_SCRIPT.format(tests=str(TESTS))],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(total > 0 for total in result["before"])  # iteration, lr, momentum, velocity
+    after = result["after"]
+    assert after["learning_rate"] == [pytest.approx(0.01)] * 2
+    assert {name: values for name, values in after.items() if name != "learning_rate"} == {
+        name: [0.0, 0.0] for name in after if name != "learning_rate"}
+    assert len(after) == 4 and result["iterations_after_one_step"] == 1
