@@ -47,3 +47,37 @@ def test_json_round_trip_and_validation():
         default_config("jsb", "maf", "out")
     with pytest.raises(ValueError, match="epochs"):
         default_config("jsb", "af-af", "out", epochs=0)
+
+
+def test_reference_schedule_and_adam_settings_parse_and_validate():
+    config = parse(["--model", "af-scf", "--kl-start-weight", "1e-5", "--kl-schedule", "reference",
+                    "--adam-epsilon", "1e-8"])
+    assert (config.kl_start_weight, config.kl_schedule, config.adam_epsilon) == (
+        1e-5, "reference", 1e-8)
+    assert config.kl_schedule_spec.at(0, 0, 10) == 1e-5
+    assert config.kl_schedule_spec.done(36) and not config.kl_schedule_spec.done(35)
+    with pytest.raises(ValueError, match="kl_schedule"):
+        default_config("jsb", "af-af", "out", kl_schedule="cosine")
+    with pytest.raises(ValueError, match="kl_start_weight"):
+        default_config("jsb", "af-af", "out", kl_start_weight=-1.0)
+    with pytest.raises(ValueError, match="adam_epsilon"):
+        default_config("jsb", "af-af", "out", adam_epsilon=0.0)
+
+
+def test_a_config_json_without_a_later_setting_reads_as_the_code_of_its_time():
+    """A run saved before kl_start_weight existed trained with weight 0 and the early ramp."""
+    import json
+
+    from tf_latentflow.training.config import LEGACY_VALUES, saved_value
+
+    config = default_config("jsb", "af-scf", "out", kl_start_weight=1e-5, kl_schedule="reference",
+                            adam_epsilon=1e-8)
+    old = json.loads(config.to_json())
+    for name in LEGACY_VALUES:
+        del old[name]
+    restored = TrainConfig.from_json(json.dumps(old))
+    assert (restored.kl_start_weight, restored.kl_schedule, restored.adam_epsilon) == (
+        0.0, "early", 1e-7)
+    assert saved_value(old, "kl_schedule") == "early"
+    assert saved_value(old, "patience") == config.patience
+    assert saved_value({}, "reset_optimizer_on_decay") is False  # no legacy value: the default

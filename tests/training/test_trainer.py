@@ -223,6 +223,42 @@ def test_settings_added_after_a_run_was_saved_count_as_their_defaults(tmp_path, 
                             bundle=synthetic_bundle(), log=lambda *_: None)
 
 
+def test_a_run_saved_before_the_kl_start_weight_existed_resumes_only_as_it_trained(tmp_path,
+                                                                                   straight_run):
+    """Before kl_start_weight, kl_schedule and adam_epsilon were settings the code used 0,
+    the early ramp and Keras's 1e-7: a config.json without them means those, whatever
+    today's defaults are."""
+    run_dir = tmp_path / "v1"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    for name in ("kl_start_weight", "kl_schedule", "adam_epsilon"):
+        del saved[name]
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    as_trained = dict(kl_start_weight=0.0, kl_schedule="early", adam_epsilon=1e-7)
+    trainer = trainer_lib.Trainer(config_for(tmp_path, "v1", **as_trained),
+                                  bundle=synthetic_bundle(), log=lambda *_: None)
+    assert trainer.changed_settings() == {}
+    with pytest.raises(trainer_lib.ConfigMismatch, match=r"kl_start_weight 0.0 \(saved\) vs 1e-05"):
+        trainer_lib.Trainer(config_for(tmp_path, "v1", **dict(as_trained, kl_start_weight=1e-5)),
+                            bundle=synthetic_bundle(), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("shape", ["reference", "early"])
+def test_the_logged_kl_weights_follow_the_configured_schedule(tmp_path, shape):
+    config = config_for(tmp_path, shape, epochs=4, kl_zero_epochs=1, kl_ramp_epochs=2,
+                        kl_start_weight=1e-5, kl_schedule=shape, adam_epsilon=1e-8)
+    trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
+    assert trainer.optimizer.epsilon == 1e-8
+    trainer.fit()
+    history = [json.loads(line) for line in (tmp_path / shape / "history.jsonl").read_text().splitlines()]
+    # reference: 1e-5, 1e-5, (1e-5 + 1) / 2, 1 and the plateau rule from epoch 3 on (3 > 1 + 2 is
+    # false, so never within 4 epochs); early: 1e-5, (1e-5 + 1) / 2, 1, 1, plateau from epoch 2.
+    expected = {"reference": [1e-5, 1e-5, 0.500005, 1.0], "early": [1e-5, 0.500005, 1.0, 1.0]}[shape]
+    assert [h["kl_weight"] for h in history] == pytest.approx(expected)
+    plateau_epochs = [h["epoch"] for h in history if "improved" in h]
+    assert plateau_epochs == {"reference": [], "early": [2, 3]}[shape]
+
+
 @pytest.mark.parametrize("loss_scaled", [False, True])
 def test_a_reset_optimizer_continues_as_a_newly_made_one(loss_scaled):
     def make():

@@ -25,7 +25,9 @@ import dataclasses
 import json
 import os
 
-__all__ = ["TrainConfig", "MUSIC_DATASETS", "TEXT_DATASETS", "MODEL_CHOICES", "default_config",
+from tf_latentflow.training.schedules import KL_SHAPES, KLSchedule
+
+__all__ = ["TrainConfig", "LEGACY_VALUES", "saved_value", "MUSIC_DATASETS", "TEXT_DATASETS", "MODEL_CHOICES", "default_config",
            "add_arguments", "config_from_args"]
 
 MUSIC_DATASETS = ("jsb_chorales", "nottingham", "piano_midi", "muse_data")
@@ -57,6 +59,9 @@ class TrainConfig:
     seed: int = 0
     kl_zero_epochs: int = 20
     kl_ramp_epochs: int = 15
+    kl_start_weight: float = 0.0
+    kl_schedule: str = "early"
+    adam_epsilon: float = 1e-7
     patience: int = 2
     reset_optimizer_on_decay: bool = False
     mixed_precision: str = "off"
@@ -77,6 +82,12 @@ class TrainConfig:
     evaluate_only: bool = False
 
     def __post_init__(self):
+        if self.kl_schedule not in KL_SHAPES:
+            raise ValueError(f"kl_schedule must be one of {KL_SHAPES}, got {self.kl_schedule!r}")
+        if not 0.0 <= self.kl_start_weight <= 1.0:
+            raise ValueError(f"kl_start_weight must be in [0, 1], got {self.kl_start_weight}")
+        if not self.adam_epsilon > 0.0:
+            raise ValueError(f"adam_epsilon must be > 0, got {self.adam_epsilon}")
         if self.dataset not in MUSIC_DATASETS + TEXT_DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}")
         if self.model not in MODEL_CHOICES:
@@ -102,6 +113,12 @@ class TrainConfig:
         return self.model == "lstm"
 
     @property
+    def kl_schedule_spec(self) -> KLSchedule:
+        """The KL annealing schedule of this run (training.schedules)."""
+        return KLSchedule(self.kl_zero_epochs, self.kl_ramp_epochs, start=self.kl_start_weight,
+                          shape=self.kl_schedule)
+
+    @property
     def prior_name(self) -> str:
         """The prior's registry name; `--scalar-map affine` is the paper's "- NLSq" ablation."""
         if self.scalar_map == "affine":
@@ -113,9 +130,25 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
-        fields = json.loads(text)
+        fields = {**LEGACY_VALUES, **json.loads(text)}
         fields["flow_hidden_units"] = tuple(fields["flow_hidden_units"])
-        return cls(**fields)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in names})
+
+
+# The value a setting had in the code before it became a setting: a config.json that does
+# not name it was written by a run that trained with this value (not with today's default).
+LEGACY_VALUES = {"kl_start_weight": 0.0, "kl_schedule": "early", "adam_epsilon": 1e-7}
+
+
+def saved_value(saved: dict, name: str):
+    """Setting `name` of a saved config.json, with the legacy or default value when absent."""
+    if name in saved:
+        return saved[name]
+    if name in LEGACY_VALUES:
+        return LEGACY_VALUES[name]
+    field = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return None if field.default is dataclasses.MISSING else json.loads(json.dumps(field.default))
 
 
 def _dataset_defaults(dataset: str, model: str) -> dict:
@@ -165,6 +198,14 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     parser.add_argument("--seed", type=int)
     parser.add_argument("--kl-zero-epochs", type=int)
     parser.add_argument("--kl-ramp-epochs", type=int)
+    parser.add_argument("--kl-start-weight", type=float,
+                        help="KL weight during the first --kl-zero-epochs (reference: 1e-5)")
+    parser.add_argument("--kl-schedule", choices=KL_SHAPES,
+                        help="shape of the KL ramp: 'reference' (TextFlow's get_kl_weight: the ramp "
+                             "starts at epoch kl_zero_epochs and the plateau rule after epoch "
+                             "kl_zero_epochs + kl_ramp_epochs) or 'early' (one epoch earlier, "
+                             "plateau rule from the first epoch at weight 1)")
+    parser.add_argument("--adam-epsilon", type=float, help="Adam's epsilon (reference: 1e-8)")
     parser.add_argument("--patience", type=int)
     parser.add_argument("--reset-optimizer-on-decay", action=argparse.BooleanOptionalAction,
                         default=None,

@@ -42,7 +42,7 @@ from tf_latentflow.baseline import LSTMBaseline
 from tf_latentflow.model import LatentFlowVAE
 from tf_latentflow.training import schedules
 from tf_latentflow.training.checkpoints import checkpoint_objects, optimizer_objects
-from tf_latentflow.training.config import TrainConfig
+from tf_latentflow.training.config import TrainConfig, saved_value
 
 # With --jit-compile, batches are padded to a multiple of this many steps, so that XLA
 # compiles one program per (batch size, padded length) pair: ~10 for JSB.
@@ -263,10 +263,12 @@ class Trainer:
         vocab_size = len(self.bundle.vocabulary) if self.bundle.vocabulary else None
         with self.strategy.scope():
             self.model = build_model(config, length_model(config, self.bundle), vocab_size)
-            optimizer_cls = keras.optimizers.Adam if config.optimizer == "adam" else keras.optimizers.SGD
             # No clipnorm here: Keras clips each replica's gradient before the all-reduce;
             # the step clips the summed gradient instead (clip_across_replicas).
-            optimizer = optimizer_cls(learning_rate=config.learning_rate)
+            optimizer = (keras.optimizers.Adam(learning_rate=config.learning_rate,
+                                               epsilon=config.adam_epsilon)
+                         if config.optimizer == "adam" else
+                         keras.optimizers.SGD(learning_rate=config.learning_rate))
             if self.policy == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
@@ -433,10 +435,8 @@ class Trainer:
             return {}
         saved = json.loads(path.read_text())
         now = json.loads(self.config.to_json())
-        # A setting added after the run was saved counts as its default.
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-                    if f.default is not dataclasses.MISSING}
-        saved = {key: saved.get(key, json.loads(json.dumps(defaults.get(key)))) for key in now}
+        # A setting added after the run was saved counts as the value the code had then.
+        saved = {key: saved_value(saved, key) for key in now}
         return {key: (saved[key], value) for key, value in now.items()
                 if saved[key] != value and key != "output_dir"}  # a moved run is the same run
 
@@ -501,6 +501,7 @@ class Trainer:
         if config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
         validation = batches(config, self.bundle, "validation")
+        kl_schedule = config.kl_schedule_spec
         while int(state.epoch.numpy()) < config.epochs:
             epoch = int(state.epoch.numpy())
             started = time.perf_counter()
@@ -517,8 +518,7 @@ class Trainer:
                     break
                 if step < first:
                     continue
-                weight = schedules.kl_weight(epoch, step, steps_per_epoch, config.kl_zero_epochs,
-                                             config.kl_ramp_epochs)
+                weight = kl_schedule.at(epoch, step, steps_per_epoch)
                 loss, kl = self._train_step(batch, tf.constant(weight, tf.float32),
                                             self._step_seed(state.global_step))
                 loss, kl = float(loss), float(kl)
@@ -541,8 +541,7 @@ class Trainer:
                         tf.summary.scalar("train/kl_weight", weight)
                 if step + 1 < steps_per_epoch:
                     self._stop_if_interrupted(epoch, step + 1, steps_per_epoch)
-            end_weight = schedules.kl_weight_at_epoch_end(epoch, config.kl_zero_epochs,
-                                                          config.kl_ramp_epochs)
+            end_weight = kl_schedule.at_epoch_end(epoch)
             val = self._loss_sums(validation, end_weight)
             record = {"epoch": epoch, "train_loss": sums[0] / max(step + 1, 1),
                       "train_kl": sums[1] / max(step + 1, 1), "validation_loss": val["loss"],
@@ -551,7 +550,7 @@ class Trainer:
             if config.validation_nll_samples:
                 record["validation_nll"] = self.evaluate_nll("validation",
                                                              config.validation_nll_samples)["nll"]
-            if schedules.ramp_done(epoch, config.kl_zero_epochs, config.kl_ramp_epochs):
+            if kl_schedule.done(epoch):
                 plateau = schedules.plateau_update(
                     schedules.Plateau(best=float(state.best_validation.numpy()),
                                       bad_epochs=int(state.bad_epochs.numpy()),
