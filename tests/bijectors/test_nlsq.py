@@ -264,3 +264,39 @@ def test_chain_and_invert():
                                bij.inverse_log_det_jacobian(x, event_ndims=0).numpy(), rtol=1e-5)
     samples = tfd.TransformedDistribution(tfd.Normal(0.0, 1.0), inv).sample(5, seed=1)
     assert samples.shape == (5,) and np.all(np.isfinite(samples.numpy()))
+
+
+def test_damped_parameterisation_is_the_reference_formula():
+    """TextFlow flows.py: log b = 0.4 o1, c = tanh(0.3 o2) exp(log(8 sqrt3/9 - 0.05) + log b - log d),
+    log d = 0.4 o3."""
+    from tf_latentflow.bijectors.scalar_maps import scalar_map_class
+
+    rng = np.random.default_rng(11)
+    raw = random_raw(rng, (6, 4), -4, 4, np.float64)
+    damped = scalar_map_class("nlsq-damped")
+    assert damped.num_unconstrained_params == 5
+    bij = damped.from_unconstrained(raw)
+    a, o1, o2, o3, g = np.moveaxis(raw, -1, 0)
+    log_b, log_d = 0.4 * o1, 0.4 * o3
+    expected = dict(a=a, b=np.exp(log_b), d=np.exp(log_d), g=g,
+                    c=np.tanh(0.3 * o2) * np.exp(math.log(8 * math.sqrt(3) / 9 - 0.05) + log_b - log_d))
+    for name, value in expected.items():
+        np.testing.assert_allclose(getattr(bij, name).numpy(), value, rtol=1e-12)
+
+
+def test_damped_nlsq_is_invertible_for_any_raw_input():
+    from tf_latentflow.bijectors.scalar_maps import scalar_map_class
+
+    rng = np.random.default_rng(12)
+    raw = random_raw(rng, (20000,), -10, 10, np.float64)
+    raw[:200, 2] = 1e4  # c at its largest: 1 - 0.05 / bound of the bound
+    bij = scalar_map_class("nlsq-damped").from_unconstrained(raw, validate_args=True)
+    x = rng.uniform(-100, 100, size=20000)
+    a, b, c, d, g = (getattr(bij, n).numpy() for n in "abcdg")
+    slope = numpy_slope(x, a, b, c, d, g)
+    assert np.all(slope > 0)
+    x_back = bij.inverse(tf.identity(bij.forward(x))).numpy()
+    rel = np.abs(x_back - x) / np.maximum(1.0, np.abs(x))
+    assert rel.max() < 1e-8, rel.max()
+    with pytest.raises(ValueError, match="damping"):
+        nlsq_params_from_unconstrained(raw, damping=(0.4, 0.0, 0.4))

@@ -15,11 +15,13 @@ tfd = tfp.distributions
 H, C, B = 5, 6, 7
 CASES = [(kind, sm, ctx) for kind in ("af", "scf") for sm in ("nlsq", "affine")
          for ctx in (None, C)]
+# the reference code's conditioners: damped NLSq, context into the first layer only
+REFERENCE_CASES = [(kind, "nlsq-damped", C) for kind in ("af", "scf")]
 
 
-def make_stack(kind, scalar_map, context_size, seed=0, scale=0.15, num_layers=3):
+def make_stack(kind, scalar_map, context_size, seed=0, scale=0.15, num_layers=3, **options):
     stack = HiddenFlowStack(H, kind=kind, num_layers=num_layers, hidden_units=(16, 16),
-                            scalar_map=scalar_map, context_size=context_size)
+                            scalar_map=scalar_map, context_size=context_size, **options)
     stack.build()
     randomize_weights(stack, seed=seed, scale=scale)
     rng = np.random.default_rng(seed + 1)
@@ -28,9 +30,10 @@ def make_stack(kind, scalar_map, context_size, seed=0, scale=0.15, num_layers=3)
     return stack, eps, context
 
 
-@pytest.mark.parametrize("kind,scalar_map,context_size", CASES)
+@pytest.mark.parametrize("kind,scalar_map,context_size", CASES + REFERENCE_CASES)
 def test_log_det_matches_autodiff_and_round_trips(kind, scalar_map, context_size):
-    stack, eps, context = make_stack(kind, scalar_map, context_size)
+    options = dict(context_layers="first") if scalar_map == "nlsq-damped" else {}
+    stack, eps, context = make_stack(kind, scalar_map, context_size, **options)
     bij = stack.bijector
     z, fldj = bij.forward_and_log_det(eps, context=context)
     assert np.all(np.isfinite(z.numpy()))

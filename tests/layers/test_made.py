@@ -19,11 +19,12 @@ def output_input_dependence(layer, x, context=None):
     return np.abs(jac).sum(axis=(0, 2)) > 0
 
 
+@pytest.mark.parametrize("context_layers", ["all", "first"])
 @pytest.mark.parametrize("order", ["natural", "reversed"])
 @pytest.mark.parametrize("with_context", [False, True])
-def test_made_is_autoregressive_in_its_order(order, with_context):
+def test_made_is_autoregressive_in_its_order(order, with_context, context_layers):
     d = 6
-    made = MADE(num_params=3, hidden_units=(32, 32), order=order)
+    made = MADE(num_params=3, hidden_units=(32, 32), order=order, context_layers=context_layers)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, d)).astype(np.float32)
     context = rng.normal(size=(16, 4)).astype(np.float32) if with_context else None
@@ -35,8 +36,10 @@ def test_made_is_autoregressive_in_its_order(order, with_context):
     np.testing.assert_array_equal(depends, expected)
 
 
-def test_made_context_reaches_every_output_including_the_first():
-    made = MADE(num_params=2, hidden_units=(16,))
+@pytest.mark.parametrize("context_layers", ["all", "first"])
+@pytest.mark.parametrize("hidden_units", [(16,), (16, 16)])
+def test_made_context_reaches_every_output_including_the_first(context_layers, hidden_units):
+    made = MADE(num_params=2, hidden_units=hidden_units, context_layers=context_layers)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(8, 5)).astype(np.float32)
     c = tf.constant(rng.normal(size=(8, 3)).astype(np.float32))
@@ -94,3 +97,49 @@ def test_output_shape_with_extra_batch_axes_and_config_round_trip():
     mlp = ContextMLP(num_params=2, num_outputs=6, hidden_units=(8,))
     assert mlp(np.zeros((5, 3), np.float32)).shape == (5, 6, 2)
     assert ContextMLP.from_config(mlp.get_config()).num_outputs == 6
+
+
+@pytest.mark.parametrize("layer_fn, masked", [
+    (lambda **kw: MADE(num_params=5, hidden_units=(100, 100), **kw), True),
+    (lambda **kw: ContextMLP(num_params=5, num_outputs=25, hidden_units=(100, 100), **kw), False),
+])
+def test_context_in_the_first_layer_only_has_the_reference_parameter_count(layer_fn, masked):
+    """H = 50 (25 for a coupling half), C = 500, 2 x 100 hidden units, 5 NLSq parameters."""
+    d_in = 50 if masked else 25
+    d_out = 50 * 5 if masked else 25 * 5
+    dense = d_in * 100 + 100 + 100 * 100 + 100 + 100 * d_out + d_out
+    counts = {}
+    for mode in ("all", "first"):
+        layer = layer_fn(context_layers=mode)
+        layer(np.zeros((2, d_in), np.float32), context=np.zeros((2, 500), np.float32))
+        counts[mode] = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert counts["first"] == dense + 500 * 100
+    assert counts["all"] == dense + 500 * (100 + 100 + d_out)
+
+
+def test_reference_initialisation_ranges():
+    made = MADE(num_params=5, hidden_units=(100, 100), init="reference")
+    made(np.zeros((2, 50), np.float32), context=np.zeros((2, 30), np.float32))
+    for kernel in made.kernels[:-1] + made.context_kernels[:-1]:
+        values = kernel.numpy()
+        assert np.abs(values).max() <= 1e-3 and values.std() > 1e-4
+    out_kernel, out_bias = made.kernels[-1].numpy(), made.biases[-1].numpy()
+    assert np.abs(out_kernel).max() <= 0.1 and out_kernel.std() > 0.03  # U(+-1/sqrt(100))
+    assert np.abs(out_bias).max() <= 0.1 and out_bias.std() > 0.03
+    assert all(not np.any(b.numpy()) for b in made.biases[:-1])
+    coupling = ContextMLP(num_params=5, num_outputs=25, hidden_units=(100, 100), init="reference")
+    coupling(np.zeros((2, 25), np.float32), context=np.zeros((2, 30), np.float32))
+    for kernel in coupling.kernels + coupling.context_kernels:
+        values = kernel.numpy()
+        assert np.abs(values).max() <= 0.07 and values.std() > 0.03  # U(+-0.07): std 0.040
+    assert all(not np.any(b.numpy()) for b in coupling.biases)
+
+
+def test_new_options_are_checked_and_survive_the_config_round_trip():
+    with pytest.raises(ValueError, match="context_layers"):
+        ContextMLP(num_params=2, context_layers="last")
+    with pytest.raises(ValueError, match="init"):
+        MADE(num_params=2, init="he")
+    made = MADE(num_params=2, hidden_units=(8,), context_layers="first", init="reference")
+    clone = MADE.from_config(made.get_config())
+    assert (clone.context_layers, clone.init) == ("first", "reference")

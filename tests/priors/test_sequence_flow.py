@@ -13,17 +13,21 @@ FLOW_PRIORS = ["af-af", "af-scf", "iaf-scf", "af-only", "af-af-nlsq", "iaf-scf-n
                "af-af-af-hidden", "af-af-af-hidden-nlsq"]
 
 
-def tiny_prior(name, seed=0, scale=0.3):
+REFERENCE_OPTIONS = dict(damped_nlsq=True, flow_context_layers="first", flow_init="reference")
+
+
+def tiny_prior(name, seed=0, scale=0.3, **options):
     prior = make_prior(name, latent_size=H, max_length=MAX_LENGTH, lstm_units=8,
-                       num_flow_layers=2, flow_hidden_units=(8,))
+                       num_flow_layers=2, flow_hidden_units=(8,), **options)
     prior.build()
     randomize_weights(prior, seed=seed, scale=scale)
     return prior
 
 
-@pytest.mark.parametrize("name", FLOW_PRIORS)
-def test_log_prob_is_the_change_of_variables_density_of_the_whole_map(name):
-    prior = tiny_prior(name)
+@pytest.mark.parametrize("name, options", [(name, {}) for name in FLOW_PRIORS] + [
+    (name, REFERENCE_OPTIONS) for name in ("af-af", "af-scf", "iaf-scf", "af-only")])
+def test_log_prob_is_the_change_of_variables_density_of_the_whole_map(name, options):
+    prior = tiny_prior(name, **options)
     lengths = tf.constant([T, T], tf.int32)
     eps = tf.constant(np.random.default_rng(1).normal(size=(2, T, H)).astype(np.float32))
     with tf.GradientTape() as tape:
@@ -52,9 +56,10 @@ def test_sample_then_log_prob_is_finite_with_right_shapes(name):
         assert np.all(np.isfinite(lp.numpy()))
 
 
+@pytest.mark.parametrize("options", [{}, REFERENCE_OPTIONS])
 @pytest.mark.parametrize("name", ["af-af", "af-scf", "iaf-scf", "af-only"])
-def test_changing_z_t_changes_only_the_densities_from_step_t_on(name):
-    prior = tiny_prior(name)
+def test_changing_z_t_changes_only_the_densities_from_step_t_on(name, options):
+    prior = tiny_prior(name, **options)
     lengths = tf.constant([4], tf.int32)
     z = prior.sample(lengths, seed=4).numpy()
     base = prior.log_prob(z, lengths).numpy()[0]
@@ -166,6 +171,13 @@ def test_config_round_trip_and_argument_errors():
     assert (clone.time, clone.hidden, clone.scalar_map, clone.num_flow_layers) == (
         "iaf", "scf", "affine", 3)
     assert make_prior("af-af-af-hidden", latent_size=4, max_length=7).num_flow_layers == 1
+    reference = SequenceFlowPrior.from_config(make_prior(
+        "af-scf", latent_size=4, max_length=7, lstm_units=6, **REFERENCE_OPTIONS).get_config())
+    assert (reference.scalar_map, reference.flow_context_layers, reference.flow_init) == (
+        "nlsq-damped", "first", "reference")
+    assert reference.flow.conditioners[0].context_layers == "first"
+    # damping applies to NLSq maps only: the "- NLSq" ablation keeps its affine maps
+    assert make_prior("af-scf-nlsq", max_length=7, damped_nlsq=True).scalar_map == "affine"
     assert isinstance(make_prior("standard-normal", max_length=7), StandardNormalPrior)
     with pytest.raises(ValueError, match="unknown prior"):
         make_prior("maf", max_length=7)

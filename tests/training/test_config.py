@@ -81,3 +81,22 @@ def test_a_config_json_without_a_later_setting_reads_as_the_code_of_its_time():
     assert saved_value(old, "kl_schedule") == "early"
     assert saved_value(old, "patience") == config.patience
     assert saved_value({}, "reset_optimizer_on_decay") is False  # no legacy value: the default
+
+
+def test_conditioner_options_parse_validate_and_reach_the_prior():
+    from tf_latentflow.training.trainer import prior_options
+
+    config = parse(["--model", "af-af", "--nlsq-damping", "--flow-context", "first",
+                    "--flow-init", "reference"])
+    assert prior_options(config) == dict(lstm_dropout=0.2, damped_nlsq=True,
+                                         flow_context_layers="first", flow_init="reference")
+    # defaults add nothing, so an older run's model_config reads the same
+    assert prior_options(parse(["--model", "af-only"])) == {}
+    with pytest.raises(ValueError, match="nlsq_damping applies to NLSq flows only"):
+        default_config("jsb", "af-af", "out", nlsq_damping=True, scalar_map="affine")
+    with pytest.raises(ValueError, match="nlsq_damping"):
+        default_config("jsb", "lstm", "out", nlsq_damping=True)
+    with pytest.raises(ValueError, match="flow priors only"):
+        default_config("jsb", "lstm", "out", flow_context="first")
+    with pytest.raises(ValueError, match="flow_context"):
+        default_config("jsb", "af-af", "out", flow_context="last")

@@ -14,7 +14,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import dtype_util, parameter_properties, tensor_util
 
-__all__ = ["NLSq", "NLSQ_C_BOUND", "nlsq_params_from_unconstrained"]
+__all__ = ["NLSq", "NLSQ_C_BOUND", "REFERENCE_ALPHA", "REFERENCE_DAMPING",
+           "nlsq_params_from_unconstrained"]
 
 tfb = tfp.bijectors
 
@@ -24,30 +25,45 @@ tfb = tfp.bijectors
 NLSQ_C_BOUND = 8.0 * math.sqrt(3.0) / 9.0
 
 
-def nlsq_params_from_unconstrained(raw, alpha=0.95):
+# The reference code's parameterisation (TextFlow flows.py, NLSq.get_pseudo_params): the raw
+# outputs for log b, c and log d are damped by 0.4, 0.3 and 0.4, and |c| may come within
+# 0.05 (in units of b / d) of the invertibility bound.
+REFERENCE_ALPHA = 1.0 - 0.05 / NLSQ_C_BOUND
+REFERENCE_DAMPING = (0.4, 0.3, 0.4)
+
+
+def nlsq_params_from_unconstrained(raw, alpha=0.95, damping=(1.0, 1.0, 1.0)):
     """Maps raw network outputs to valid NLSq parameters.
 
-    raw[..., 0:5] = (a, log_b, c_raw, log_d, g) ->
-        b = exp(log_b), d = exp(log_d),
-        c = (8*sqrt(3)/9) * alpha * (b / d) * tanh(c_raw),
+    raw[..., 0:5] = (a, o_b, o_c, o_d, g), damping = (s_b, s_c, s_d) ->
+        b = exp(s_b o_b), d = exp(s_d o_d),
+        c = (8*sqrt(3)/9) * alpha * (b / d) * tanh(s_c o_c),
     so |c| <= alpha * (8*sqrt(3)/9) * b / d < bound for any real raw when
-    0 < alpha < 1.
+    0 < alpha < 1 (paper eq. 7, appendix C). damping (1, 1, 1) and alpha 0.95 are
+    this project's first choice; (0.4, 0.3, 0.4) with alpha = 1 - 0.05 / bound are
+    the reference code's (REFERENCE_DAMPING, REFERENCE_ALPHA, the "nlsq-damped" map).
 
     Args:
       raw: float tensor whose last axis has exactly 5 entries.
       alpha: float in (0, 1); how close to the invertibility bound c may get.
+      damping: three positive factors applied to the raw log b, c and log d.
 
     Returns:
       dict with tensors a, b, c, d, g, each of shape raw.shape[:-1].
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1) for the map to stay invertible; got {alpha}")
+    if len(damping) != 3 or not all(s > 0 for s in damping):
+        raise ValueError(f"damping must be three positive factors (log b, c, log d); got {damping}")
     raw = tf.convert_to_tensor(raw)
     if raw.shape.rank is not None and raw.shape[-1] is not None and raw.shape[-1] != 5:
         raise ValueError(
             f"NLSq.from_unconstrained expects a last axis of 5 entries (a, log_b, c_raw, log_d, g); "
             f"got shape {raw.shape}")
     a, log_b, c_raw, log_d, g = tf.unstack(raw, num=5, axis=-1)
+    s_b, s_c, s_d = (float(s) for s in damping)
+    if (s_b, s_c, s_d) != (1.0, 1.0, 1.0):
+        log_b, c_raw, log_d = s_b * log_b, s_c * c_raw, s_d * log_d
     # b / d computed as exp(log_b - log_d): finite even when b and d are both extreme.
     c = NLSQ_C_BOUND * alpha * tf.exp(log_b - log_d) * tf.tanh(c_raw)
     return dict(a=a, b=tf.exp(log_b), c=c, d=tf.exp(log_d), g=g)
@@ -89,13 +105,13 @@ class NLSq(tfb.AutoCompositeTensorBijector):
                 name=name)
 
     @classmethod
-    def from_unconstrained(cls, raw, alpha=0.95, **kwargs):
+    def from_unconstrained(cls, raw, alpha=0.95, damping=(1.0, 1.0, 1.0), **kwargs):
         """A valid NLSq from a raw tensor `[..., 5] = (a, log_b, c_raw, log_d, g)`.
 
         See `nlsq_params_from_unconstrained` for the mapping. Extra keyword
         arguments (`validate_args`, `name`) go to the constructor.
         """
-        return cls(**nlsq_params_from_unconstrained(raw, alpha=alpha), **kwargs)
+        return cls(**nlsq_params_from_unconstrained(raw, alpha=alpha, damping=damping), **kwargs)
 
     @classmethod
     def _parameter_properties(cls, dtype):

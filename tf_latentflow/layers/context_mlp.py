@@ -6,15 +6,33 @@
 
 With all-ones masks this is the coupling conditioner of the SCF layers; MADE
 (`tf_latentflow.layers.made`) supplies autoregressive masks. The context (for
-example an LSTM state over previous time steps, paper section 4.3) enters every
-hidden layer and the output layer; masks never apply to it.
+example an LSTM state over previous time steps, paper section 4.3) enters
+
+  context_layers="all"    every hidden layer and the output layer (V_l for all l), or
+  context_layers="first"  the first hidden layer only (V_1; V_l = 0 for l > 1), as the
+                          reference code does by concatenating it to the network's input;
+
+masks never apply to it.
+
+Initialisation ("init"):
+
+  "glorot"     Glorot-uniform kernels, the output kernels scaled by `output_scale`
+               (a fresh flow starts close to the identity), zero biases;
+  "reference"  the reference code's: every kernel and the output bias of a masked
+               (MADE) network U(-0.001, 0.001) for hidden layers and
+               U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the output layer with zero
+               hidden biases (TextFlow MADE.py, alt_init); every kernel of an unmasked
+               (coupling) network U(-0.07, 0.07), zero biases (TextFlow common.py).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ContextMLP"]
+__all__ = ["ContextMLP", "CONTEXT_LAYERS", "INITS"]
+
+CONTEXT_LAYERS = ("all", "first")
+INITS = ("glorot", "reference")
 
 
 def _matmul_last_axis(x, kernel):
@@ -43,14 +61,22 @@ class ContextMLP(keras.layers.Layer):
       hidden_units: widths of the hidden layers.
       activation: hidden activation (Keras name or callable).
       output_scale: the output kernel is initialised at `output_scale` times a
-        Glorot draw, so a fresh flow starts close to the identity map.
+        Glorot draw, so a fresh flow starts close to the identity map ("glorot" init).
+      context_layers: "all" or "first" (module docstring).
+      init: "glorot" or "reference" (module docstring).
     """
 
     def __init__(self, num_params, num_outputs=None, hidden_units=(100, 100), activation="relu",
-                 output_scale=1e-2, **kwargs):
+                 output_scale=1e-2, context_layers="all", init="glorot", **kwargs):
         super().__init__(**kwargs)
         if num_params < 1:
             raise ValueError(f"num_params must be positive; got {num_params}")
+        if context_layers not in CONTEXT_LAYERS:
+            raise ValueError(f"context_layers must be one of {CONTEXT_LAYERS}; got {context_layers!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {init!r}")
+        self.context_layers = context_layers
+        self.init = init
         self.num_params = int(num_params)
         self.num_outputs = None if num_outputs is None else int(num_outputs)
         self.hidden_units = tuple(int(u) for u in hidden_units)
@@ -74,20 +100,31 @@ class ContextMLP(keras.layers.Layer):
         self._mask_constants = [] if masks is None else [
             np.asarray(m, dtype=np.float32) for m in masks]
         self.kernels, self.context_kernels, self.biases = [], [], []
-        glorot = keras.initializers.GlorotUniform(seed=None)
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
-            init = _scaled(glorot, self.output_scale) if last else glorot
-            self.kernels.append(self.add_weight(shape=(fan_in, fan_out), initializer=init,
+            kernel_init, bias_init = self._initializers(fan_in, last)
+            self.kernels.append(self.add_weight(shape=(fan_in, fan_out), initializer=kernel_init,
                                                 name=f"kernel_{i}"))
-            if self.context_size is not None:
+            if self.context_size is not None and (i == 0 or self.context_layers == "all"):
                 self.context_kernels.append(self.add_weight(
-                    shape=(self.context_size, fan_out),
-                    initializer=_scaled(glorot, self.output_scale) if last else glorot,
+                    shape=(self.context_size, fan_out), initializer=kernel_init,
                     name=f"context_kernel_{i}"))
-            self.biases.append(self.add_weight(shape=(fan_out,), initializer="zeros",
+            self.biases.append(self.add_weight(shape=(fan_out,), initializer=bias_init,
                                                name=f"bias_{i}"))
         self.built = True
+
+    def _initializers(self, fan_in, last):
+        """(kernel, bias) initializers of one dense layer (module docstring, "init")."""
+        if self.init == "glorot":
+            glorot = keras.initializers.GlorotUniform(seed=None)
+            return (_scaled(glorot, self.output_scale) if last else glorot), "zeros"
+        if self._mask_constants:  # MADE (TextFlow MADE.py with alt_init)
+            if last:
+                bound = 1.0 / float(np.sqrt(fan_in))
+                uniform = keras.initializers.RandomUniform(-bound, bound)
+                return uniform, keras.initializers.RandomUniform(-bound, bound)
+            return keras.initializers.RandomUniform(-1e-3, 1e-3), "zeros"
+        return keras.initializers.RandomUniform(-0.07, 0.07), "zeros"  # TextFlow common.py
 
     def call(self, inputs, context=None):
         if (context is None) != (self.context_size is None):
@@ -103,7 +140,7 @@ class ContextMLP(keras.layers.Layer):
             if self._mask_constants:
                 kernel = kernel * tf.constant(self._mask_constants[i], dtype=kernel.dtype)
             h = _matmul_last_axis(h, kernel) + tf.convert_to_tensor(bias)
-            if context is not None:
+            if context is not None and i < len(self.context_kernels):
                 h = h + _matmul_last_axis(context, tf.convert_to_tensor(self.context_kernels[i]))
             if i < last:
                 h = self.activation(h)
@@ -122,7 +159,8 @@ class ContextMLP(keras.layers.Layer):
         config.update(num_params=self.num_params, num_outputs=self.num_outputs,
                       hidden_units=list(self.hidden_units),
                       activation=keras.activations.serialize(self.activation),
-                      output_scale=self.output_scale)
+                      output_scale=self.output_scale, context_layers=self.context_layers,
+                      init=self.init)
         return config
 
 

@@ -47,16 +47,20 @@ class HiddenFlowStack(keras.layers.Layer):
         "elementwise" (context-only conditioners).
       num_layers: L (paper: 5).
       hidden_units: conditioner hidden widths (paper: 2 x 100).
-      scalar_map: "nlsq" (default) or "affine".
+      scalar_map: a key of `bijectors.SCALAR_MAPS` ("nlsq" default, "nlsq-damped", "affine").
       context_size: size of the context vector, or None for an unconditional stack.
       activation: conditioner hidden activation.
+      context_layers: where the context enters each conditioner: "all" layers or the
+        "first" only (`layers.ContextMLP`; the reference code's choice is "first").
+      init: conditioner initialisation, "glorot" or "reference" (`layers.ContextMLP`).
 
     Calling the layer, `stack(z, context=h)`, evaluates the density direction
     and returns `(eps, log|det d eps / d z|)`.
     """
 
     def __init__(self, event_size, kind="af", num_layers=5, hidden_units=(100, 100),
-                 scalar_map="nlsq", context_size=None, activation="relu", **kwargs):
+                 scalar_map="nlsq", context_size=None, activation="relu", context_layers="all",
+                 init="glorot", **kwargs):
         super().__init__(**kwargs)
         # Keep the caller's dtype for the flow math and log-dets (float32, or
         # float64): Keras would otherwise cast the inputs to the policy's compute
@@ -80,21 +84,23 @@ class HiddenFlowStack(keras.layers.Layer):
         self.scalar_map = scalar_map
         self.context_size = None if context_size is None else int(context_size)
         self.activation = activation
+        self.context_layers = context_layers
+        self.init = init
+        options = dict(hidden_units=self.hidden_units, activation=activation,
+                       context_layers=context_layers, init=init)
         num_params = scalar_map_class(scalar_map).num_unconstrained_params
         self.conditioners = []
         for layer in range(self.num_layers):
             if kind == "af":
-                net = MADE(num_params, hidden_units=self.hidden_units, activation=activation,
-                           order="natural" if layer % 2 == 0 else "reversed", name=f"made_{layer}")
+                net = MADE(num_params, order="natural" if layer % 2 == 0 else "reversed",
+                           name=f"made_{layer}", **options)
             elif kind == "elementwise":
                 net = ContextMLP(num_params, num_outputs=self.event_size,
-                                 hidden_units=self.hidden_units, activation=activation,
-                                 name=f"context_net_{layer}")
+                                 name=f"context_net_{layer}", **options)
             else:
                 kept = abs(self._num_masked(layer))
                 net = ContextMLP(num_params, num_outputs=self.event_size - kept,
-                                 hidden_units=self.hidden_units, activation=activation,
-                                 name=f"coupling_net_{layer}")
+                                 name=f"coupling_net_{layer}", **options)
             self.conditioners.append(net)
 
     def _num_masked(self, layer):
@@ -145,5 +151,6 @@ class HiddenFlowStack(keras.layers.Layer):
         config = super().get_config()
         config.update(event_size=self.event_size, kind=self.kind, num_layers=self.num_layers,
                       hidden_units=list(self.hidden_units), scalar_map=self.scalar_map,
-                      context_size=self.context_size, activation=self.activation)
+                      context_size=self.context_size, activation=self.activation,
+                      context_layers=self.context_layers, init=self.init)
         return config

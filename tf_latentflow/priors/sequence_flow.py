@@ -51,11 +51,13 @@ class SequenceFlowPrior(keras.layers.Layer):
       num_flow_layers: layers of the within-step flow (paper: 5).
       flow_hidden_units: conditioner widths (paper: MADE 2 x 100).
       lstm_dropout: dropout on the time LSTM's outputs in training (reference: 0.2).
+      flow_context_layers, flow_init: the conditioners' context routing ("all" or
+        "first") and initialisation ("glorot" or "reference"), see `layers.ContextMLP`.
     """
 
     def __init__(self, latent_size=50, max_length=None, time="af", hidden="af", scalar_map="nlsq",
                  lstm_units=500, lstm_layers=2, num_flow_layers=5, flow_hidden_units=(100, 100),
-                 lstm_dropout=0.0, **kwargs):
+                 lstm_dropout=0.0, flow_context_layers="all", flow_init="glorot", **kwargs):
         super().__init__(**kwargs)
         if max_length is None:
             raise ValueError("max_length (the T-feature depth) is required")
@@ -72,6 +74,8 @@ class SequenceFlowPrior(keras.layers.Layer):
         self.num_flow_layers = int(num_flow_layers)
         self.flow_hidden_units = tuple(int(u) for u in flow_hidden_units)
         self.lstm_dropout = float(lstm_dropout)
+        self.flow_context_layers = flow_context_layers
+        self.flow_init = flow_init
         if time == "none":
             self.conditioner = None
             context_size = 2 * self.max_length
@@ -82,7 +86,8 @@ class SequenceFlowPrior(keras.layers.Layer):
             context_size = self.lstm_units
         self.flow = HiddenFlowStack(self.latent_size, kind=hidden, num_layers=self.num_flow_layers,
                                     hidden_units=self.flow_hidden_units, scalar_map=scalar_map,
-                                    context_size=context_size, name="hidden_flow")
+                                    context_size=context_size, context_layers=flow_context_layers,
+                                    init=flow_init, name="hidden_flow")
 
     def build(self, input_shape=None):
         if self.conditioner is not None and not self.conditioner.built:
@@ -198,5 +203,6 @@ class SequenceFlowPrior(keras.layers.Layer):
         config.update(latent_size=self.latent_size, max_length=self.max_length, time=self.time,
                       hidden=self.hidden, scalar_map=self.scalar_map, lstm_units=self.lstm_units,
                       lstm_layers=self.lstm_layers, num_flow_layers=self.num_flow_layers,
-                      flow_hidden_units=list(self.flow_hidden_units), lstm_dropout=self.lstm_dropout)
+                      flow_hidden_units=list(self.flow_hidden_units), lstm_dropout=self.lstm_dropout,
+                      flow_context_layers=self.flow_context_layers, flow_init=self.flow_init)
         return config

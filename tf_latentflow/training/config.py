@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 
+from tf_latentflow.layers.context_mlp import CONTEXT_LAYERS, INITS
 from tf_latentflow.training.schedules import KL_SHAPES, KLSchedule
 
 __all__ = ["TrainConfig", "LEGACY_VALUES", "saved_value", "MUSIC_DATASETS", "TEXT_DATASETS", "MODEL_CHOICES", "default_config",
@@ -68,6 +69,9 @@ class TrainConfig:
     strategy: str = "auto"
     jit_compile: bool = False
     scalar_map: str = "nlsq"
+    nlsq_damping: bool = False
+    flow_context: str = "all"
+    flow_init: str = "glorot"
     max_steps_per_epoch: int | None = None
     max_eval_batches: int | None = None
     num_buckets: int = 4
@@ -94,6 +98,17 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; choose from {MODEL_CHOICES}")
         if self.scalar_map not in ("nlsq", "affine"):
             raise ValueError(f"scalar_map must be nlsq or affine, got {self.scalar_map!r}")
+        if self.flow_context not in CONTEXT_LAYERS:
+            raise ValueError(f"flow_context must be one of {CONTEXT_LAYERS}, got {self.flow_context!r}")
+        if self.flow_init not in INITS:
+            raise ValueError(f"flow_init must be one of {INITS}, got {self.flow_init!r}")
+        flowless = self.model in ("lstm", "standard-normal")
+        if self.nlsq_damping and (flowless or self.scalar_map != "nlsq"):
+            raise ValueError(f"nlsq_damping applies to NLSq flows only; model {self.model!r} with "
+                             f"scalar map {self.scalar_map!r} has none")
+        if flowless and (self.flow_context, self.flow_init) != ("all", "glorot"):
+            raise ValueError(f"flow_context and flow_init apply to flow priors only; model "
+                             f"{self.model!r} has none")
         if self.mixed_precision not in ("off", "auto"):
             raise ValueError(f"mixed_precision must be off or auto, got {self.mixed_precision!r}")
         if self.strategy not in ("auto", "default", "mirrored", "multiworker"):
@@ -218,6 +233,16 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                         help="compile the training and evaluation steps with XLA (batches padded "
                              "to multiples of 16 steps; one compile per shape; default: off)")
     parser.add_argument("--scalar-map", choices=("nlsq", "affine"))
+    parser.add_argument("--nlsq-damping", action=argparse.BooleanOptionalAction, default=None,
+                        help="the reference code's NLSq parameterisation: raw log b, c, log d "
+                             "damped by 0.4, 0.3, 0.4 (default: off)")
+    parser.add_argument("--flow-context", choices=CONTEXT_LAYERS,
+                        help="where the prior's time context enters the within-step MADE / "
+                             "coupling networks: 'all' layers (default) or the 'first' only "
+                             "(the reference code's)")
+    parser.add_argument("--flow-init", choices=INITS,
+                        help="initialisation of the MADE / coupling networks: 'glorot' (default) "
+                             "or the reference code's ('reference')")
     parser.add_argument("--max-steps-per-epoch", type=int)
     parser.add_argument("--max-eval-batches", type=int)
     parser.add_argument("--latent-size", type=int)

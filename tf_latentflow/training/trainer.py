@@ -114,9 +114,22 @@ def build_model(config: TrainConfig, lengths_model: D.LengthModel, vocab_size: i
         embedding_size=config.embedding_size, hidden_units=config.hidden_units,
         prior_lstm_units=config.prior_lstm_units, num_flow_layers=config.num_flow_layers,
         flow_hidden_units=config.flow_hidden_units, length_model=lengths_model,
-        prior_kwargs={"lstm_dropout": config.prior_dropout}
-        if config.model not in ("af-only", "standard-normal") else None,
-        **output)
+        prior_kwargs=prior_options(config), **output)
+
+
+def prior_options(config: TrainConfig) -> dict:
+    """make_prior's options for this run; only those that differ from its defaults, so the
+    model_config of a run without them reads as before they existed."""
+    options = {}
+    if config.model not in ("af-only", "standard-normal"):
+        options["lstm_dropout"] = config.prior_dropout
+    if config.nlsq_damping:
+        options["damped_nlsq"] = True
+    if config.flow_context != "all":
+        options["flow_context_layers"] = config.flow_context
+    if config.flow_init != "glorot":
+        options["flow_init"] = config.flow_init
+    return options
 
 
 def sequence_terms(model, batch, *, kl_weight, num_samples, seed, training):
