@@ -23,8 +23,8 @@ SCRIPT = textwrap.dedent("""
     from training_testing import TINY
     from tf_latentflow.training import trainer as trainer_lib
     from tf_latentflow.training.config import default_config
-    out, name, strategy, model, jit = sys.argv[1:6]
-    fields = dict(TINY, epochs=2, batch_size=4, kl_zero_epochs=1, kl_ramp_epochs=1, seed=3,
+    out, name, strategy, model, jit, batch = sys.argv[1:7]
+    fields = dict(TINY, epochs=2, batch_size=int(batch), kl_zero_epochs=1, kl_ramp_epochs=1, seed=3,
                   strategy=strategy, baseline_dropout=0.0, jit_compile=jit == "xla")
     config = default_config("jsb", model, str(pathlib.Path(out) / name), **fields)
     trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
@@ -38,11 +38,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run(tmp_path, name, strategy, model, jit="graph"):
+def run(tmp_path, name, strategy, model, jit="graph", batch=4):
     """One training run in a fresh process (one MirroredStrategy per process)."""
     script = SCRIPT.format(tests=str(TESTS), training=str(TESTS / "training"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), name, strategy, model, jit],
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), name, strategy, model, jit,
+                           str(batch)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -55,14 +56,21 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert flow["strategy"] == "MirroredStrategy" and flow["replicas"] == 2
     assert flow["steps"] == 6 and all(0 < loss < 1e3 for pair in flow["losses"] for loss in pair)
     assert (tmp_path / "flow" / "checkpoints" / "latest" / "checkpoint").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [4, 5])
+def test_two_replicas_train_exactly_as_one_device(tmp_path, batch):
     # The LSTM baseline without dropout draws no random numbers: on the same global
-    # batches, the per-replica mean over the global batch and the summed gradients
-    # must reproduce the one-device run (with and without XLA).
-    one = run(tmp_path, "lstm_default", "default", "lstm")
+    # batches, each replica's share of the global mean and the summed gradients must
+    # reproduce the one-device run (with and without XLA). Batch 5 of the 12 training
+    # sequences gives batches 5, 5, 2, split 3 + 2 and 1 + 1 over the two replicas.
+    one = run(tmp_path, "lstm_default", "default", "lstm", batch=batch)
     assert one["replicas"] == 1
+    steps = {4: 6, 5: 6}[batch]
     for name, jit in (("lstm_mirrored", "graph"), ("lstm_mirrored_xla", "xla")):
-        two = run(tmp_path, name, "mirrored", "lstm", jit)
-        assert two["replicas"] == 2 and two["steps"] == one["steps"] == 6
+        two = run(tmp_path, name, "mirrored", "lstm", jit, batch=batch)
+        assert two["replicas"] == 2 and two["steps"] == one["steps"] == steps
         np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
         np.testing.assert_allclose(two["weights"], one["weights"], rtol=1e-4, atol=1e-4)
 

@@ -342,24 +342,32 @@ class Trainer:
     def _make_train_step(self, element_spec):
         config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
 
-        def loss_and_gradients(batch, kl_weight, seed):
+        def loss_and_gradients(batch, kl_weight, seed, global_sequences):
+            # This replica's share of the global objective: the sum of its sequences'
+            # per-step losses over the number of sequences in the global batch, so that
+            # the replicas' shares (and gradients) add up to the one-device mean however
+            # unevenly the batch is split (5 = 3 + 2 over two replicas).
             with tf.GradientTape() as tape:
                 terms = sequence_terms(model, batch, kl_weight=kl_weight,
                                        num_samples=config.elbo_samples, seed=seed, training=True)
                 per_step = evaluation.per_step(terms["loss"], batch["lengths"])
-                loss = tf.nn.compute_average_loss(per_step)
+                loss = tf.reduce_sum(per_step) / global_sequences
                 scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
             gradients = tape.gradient(scaled, model.trainable_variables)
-            kl = tf.nn.compute_average_loss(evaluation.per_step(terms["kl"], batch["lengths"]))
+            kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"])) / global_sequences
             return loss, kl, gradients
 
         if config.jit_compile:  # the per-replica math only: the all-reduce in apply_gradients stays outside
             loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
         def replica_step(batch, kl_weight, seed):
-            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
-            loss, kl, gradients = loss_and_gradients(batch, kl_weight, seed)
+            context = tf.distribute.get_replica_context()
+            seed = tf.random.experimental.stateless_fold_in(
+                seed, tf.cast(context.replica_id_in_sync_group, tf.int64))
+            sequences = tf.cast(tf.shape(batch["lengths"])[0], tf.float32)
+            if context.num_replicas_in_sync > 1:
+                sequences = context.all_reduce(tf.distribute.ReduceOp.SUM, sequences)
+            loss, kl, gradients = loss_and_gradients(batch, kl_weight, seed, sequences)
             if config.clip_norm:
                 scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
                 gradients = clip_across_replicas(gradients, config.clip_norm, scale)
