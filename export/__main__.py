@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export.run import CHECKPOINT_KINDS, IncompleteCheckpointError
+from export.run import CHECKPOINT_KINDS, ExportError, IncompleteCheckpointError
 from export.savedmodel import export_run
 
 
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     try:
         path = export_run(args.run_dir, args.output, version=args.version, checkpoint=args.checkpoint,
                           **options)
-    except (FileNotFoundError, FileExistsError, ValueError, IncompleteCheckpointError) as error:
+    except (FileNotFoundError, FileExistsError, ExportError, IncompleteCheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(path)

@@ -10,9 +10,14 @@ import tensorflow as tf
 
 from tf_latentflow.training.checkpoints import checkpoint_objects
 
-__all__ = ["TrainedRun", "IncompleteCheckpointError", "load_run", "checkpoint_objects"]
+__all__ = ["TrainedRun", "ExportError", "IncompleteCheckpointError", "load_run", "checkpoint_objects"]
 
 CHECKPOINT_KINDS = ("best", "latest")
+
+
+class ExportError(ValueError):
+    """A request the exporter refuses (an unknown checkpoint kind, a bad version): the
+    CLI reports it in one line; any other exception is a bug and keeps its traceback."""
 
 
 class IncompleteCheckpointError(RuntimeError):
@@ -60,7 +65,7 @@ def load_run(run_dir, checkpoint: str = "best") -> TrainedRun:
     Raises FileNotFoundError when the run has no config.json or no checkpoint.
     """
     if checkpoint not in CHECKPOINT_KINDS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINT_KINDS}, got {checkpoint!r}")
+        raise ExportError(f"checkpoint must be one of {CHECKPOINT_KINDS}, got {checkpoint!r}")
     run_dir = pathlib.Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():

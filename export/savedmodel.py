@@ -8,7 +8,7 @@ import pathlib
 import keras
 
 from export import signatures
-from export.run import load_run
+from export.run import ExportError, load_run
 
 __all__ = ["next_version", "export_model", "export_run"]
 
@@ -60,7 +60,7 @@ def export_run(run_dir, model_base, *, version: int | None = None, checkpoint: s
     trained = load_run(run_dir, checkpoint)
     version = next_version(model_base) if version is None else int(version)
     if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
+        raise ExportError(f"version must be a positive integer, got {version}")
     options.setdefault("nll_samples", trained.nll_samples)
     metadata = {"model": trained.config.get("model"), "dataset": trained.config.get("dataset"),
                 "run_dir": str(pathlib.Path(run_dir).resolve()), "checkpoint": trained.checkpoint}

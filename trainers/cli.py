@@ -16,7 +16,11 @@ def main(argv, *, prog, datasets, default_dataset, description):
     args = parser.parse_args(argv)
     force_new = args.force_new
     del args.force_new
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:  # settings that cannot work: refused before anything is written
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
     try:
         results = run(config, force_new=force_new)
     except (DataError, ConfigMismatch) as error:

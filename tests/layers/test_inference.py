@@ -206,3 +206,23 @@ def test_config_round_trip_and_argument_errors():
         InferenceNetwork(H, MAX_LENGTH, vocab_size=3, num_notes=4)
     with pytest.raises(ValueError, match="max_length"):
         InferenceNetwork(H, None, vocab_size=3)
+
+
+def test_log_variance_is_bounded_smoothly_and_untouched_inside():
+    from tf_latentflow.layers.inference import LOG_VAR_BOUND, bound_log_var
+
+    inside = np.linspace(-10, 10, 201).astype(np.float32)
+    np.testing.assert_allclose(bound_log_var(inside).numpy(), inside, atol=1e-5)
+    extreme = tf.constant([-1e6, -1e3, -60.0, 60.0, 1e3, 1e6], tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(extreme)
+        bounded = bound_log_var(extreme)
+    values = bounded.numpy()
+    assert np.all(np.abs(values) <= LOG_VAR_BOUND) and np.all(np.diff(values) >= 0)
+    assert np.all(np.isfinite(tape.gradient(bounded, extreme).numpy()))
+    # an inference network whose log-variance head is driven far out still samples finite z
+    net = tiny(True)
+    net.head.bias.assign(np.concatenate([np.zeros(H), np.full(H, 1e4)]).astype(np.float32))
+    x = random_x(np.random.default_rng(6), True, 2, 4)
+    z, log_q = net.sample_and_log_prob(x, np.array([4, 3], np.int32), num_samples=3, seed=1)
+    assert np.all(np.isfinite(z.numpy())) and np.all(np.isfinite(log_q.numpy()))

@@ -100,3 +100,20 @@ def test_conditioner_options_parse_validate_and_reach_the_prior():
         default_config("jsb", "lstm", "out", flow_context="first")
     with pytest.raises(ValueError, match="flow_context"):
         default_config("jsb", "af-af", "out", flow_context="last")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(lr_decay=1.0), "lr_decay must be > 1"),
+    (dict(patience=0), "patience must be >= 1"),
+    (dict(latent_size=128), "latent_size 128 is larger than the MADE width 100"),
+    (dict(learning_rate=0.0), "learning_rate must be > 0"),
+    (dict(prior_dropout=1.0), "prior_dropout must be in"),
+    (dict(max_steps_per_epoch=0), "max_steps_per_epoch must be >= 1"),
+])
+def test_settings_that_cannot_work_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        default_config("jsb", "af-af", "out", **overrides)
+
+
+def test_wide_latents_are_fine_where_no_made_is_used():
+    assert default_config("jsb", "af-scf", "out", latent_size=128).latent_size == 128

@@ -49,6 +49,19 @@ def test_results_and_config_files(straight_run):
     config = json.loads((tmp_path / "straight" / "config.json").read_text())
     assert config["model"] == "af-scf" and config["model_config"]["prior"] == "af-scf"
     assert (tmp_path / "straight" / "checkpoints" / "best" / "checkpoint").exists()
+    # the run (3 epochs, all their time) and the evaluated checkpoint (saved as ckpt-<epochs>)
+    history = [json.loads(line) for line in
+               (tmp_path / "straight" / "history.jsonl").read_text().splitlines()]
+    best = int(saved["checkpoint"].rsplit("-", 1)[1])
+    assert saved["best_epoch"] == best and 1 <= best <= 3
+    assert saved["wall_seconds"] == pytest.approx(sum(h["epoch_seconds"] for h in history))
+    assert saved["best_wall_seconds"] == pytest.approx(
+        sum(h["epoch_seconds"] for h in history[:best]))
+    # nothing about where the run was: results.json is published as it is
+    for text in ((tmp_path / "straight" / "results.json").read_text(),
+                 (tmp_path / "straight" / "config.json").read_text()):
+        assert str(tmp_path) not in text
+        assert not {"output_dir", "data_dir", "prepared_dir"} & set(json.loads(text).get("config", json.loads(text)))
 
 
 def test_evaluation_steps_are_traced_once_per_run(straight_run):
@@ -315,3 +328,40 @@ def test_learning_rate_decays_reset_the_optimizer_when_asked(tmp_path, monkeypat
         counts[reset] = int(trainer.optimizer.iterations.numpy())
     steps_per_epoch = 3  # 12 training sequences, batch 4
     assert counts == {False: 3 * steps_per_epoch, True: 0}
+
+
+def test_the_logged_training_loss_is_the_mean_of_the_steps_taken(tmp_path, monkeypatch):
+    """--max-steps-per-epoch 2: train_loss is the mean of those 2 steps' losses (was / 3)."""
+    losses = []
+    make = trainer_lib.Trainer._make_train_step
+
+    def recording(self, element_spec):
+        step = make(self, element_spec)
+
+        def run(*args):
+            loss, kl = step(*args)
+            losses.append(float(loss))
+            return loss, kl
+        return run
+
+    monkeypatch.setattr(trainer_lib.Trainer, "_make_train_step", recording)
+    trainer = trainer_lib.Trainer(config_for(tmp_path, "capped", epochs=1, max_steps_per_epoch=2),
+                                  bundle=synthetic_bundle(), log=lambda *_: None)
+    trainer.fit()
+    record = json.loads((tmp_path / "capped" / "history.jsonl").read_text())
+    assert len(losses) == 2
+    assert record["train_loss"] == pytest.approx(np.mean(losses), rel=1e-6)
+
+
+def test_force_new_deletes_nothing_before_the_data_and_model_are_known_good(tmp_path, straight_run):
+    from tf_latentflow.data import DataError
+
+    run_dir = tmp_path / "kept"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    before = sorted(p.name for p in run_dir.iterdir())
+    config = config_for(tmp_path, "kept", data_dir=str(tmp_path / "no-such-data"),
+                        prepared_dir=str(tmp_path / "prepared"))
+    with pytest.raises(DataError):
+        trainer_lib.Trainer(config, log=lambda *_: None, force_new=True)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    assert (run_dir / "checkpoints" / "latest" / "checkpoint").exists()

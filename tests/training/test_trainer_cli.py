@@ -52,3 +52,18 @@ def test_cli_trains_evaluates_and_prints_the_table(tmp_path, capsys):
 def test_cli_runs_every_model(tmp_path, model):
     assert run_cli(tmp_path, model) == 0
     check_results(tmp_path, model)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--latent-size", "128"], "latent_size 128 is larger than the MADE width 100"),
+    (["--patience", "0"], "patience must be >= 1"),
+    (["--learning-rate", "1e-3", "--model", "lstm", "--scalar-map", "affine"], "no scalar map"),
+])
+def test_settings_that_cannot_work_exit_2_before_anything_is_written(tmp_path, capsys, flags,
+                                                                      message):
+    argv = ["--dataset", "jsb", "--model", "af-af", "--output-dir", str(tmp_path / "run"), *flags]
+    code = main(argv, prog="trainers.music", datasets=MUSIC_DATASETS,
+                default_dataset="jsb_chorales", description="test")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

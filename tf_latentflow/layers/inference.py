@@ -46,7 +46,8 @@ from tf_latentflow.data.t_features import t_features
 from tf_latentflow.layers.lstm import FastLSTM
 from tf_latentflow.seeds import as_stateless_seed
 
-__all__ = ["INIT_RANGE", "SymbolEmbedding", "StackedBiLSTM", "InferenceNetwork", "diagonal_normal_log_prob"]
+__all__ = ["INIT_RANGE", "LOG_VAR_BOUND", "SymbolEmbedding", "StackedBiLSTM", "InferenceNetwork",
+           "bound_log_var", "diagonal_normal_log_prob"]
 
 INIT_RANGE = 0.07  # reference: `reset_parameters` of DFModel, InferenceBlock and FeedForwardNet
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -54,6 +55,22 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 def _uniform():
     return keras.initializers.RandomUniform(-INIT_RANGE, INIT_RANGE)
+
+
+# log sigma^2 is kept inside (-LOG_VAR_BOUND, LOG_VAR_BOUND) by a smooth two-sided clamp,
+# so sigma = exp(log_var / 2) lies in (e^-15, e^15) and cannot overflow (or make z and
+# log q infinite) however far the network's output runs.
+LOG_VAR_BOUND = 30.0
+
+
+def bound_log_var(log_var, bound=LOG_VAR_BOUND):
+    """Smooth clamp of l to (-bound, bound): hi - softplus(hi - (lo + softplus(l - lo))).
+
+    The identity up to about e^-(bound - |l|) for |l| well inside the bound (1e-9 at
+    |l| = 10), so weights trained before the clamp existed give the same posterior.
+    """
+    lower = -bound + tf.nn.softplus(log_var + bound)
+    return bound - tf.nn.softplus(bound - lower)
 
 
 def diagonal_normal_log_prob(eps, log_var):
@@ -234,7 +251,7 @@ class InferenceNetwork(keras.layers.Layer):
         f, b = self.bilstm(tf.concat([emb, feats], axis=-1), lengths, training=training)
         params = self.head(tf.cast(tf.concat([f, b], axis=-1), tf.float32))
         mu, log_var = tf.split(params, 2, axis=-1)
-        return mu, log_var
+        return mu, bound_log_var(log_var)
 
     def call(self, x, lengths, training=False):
         """(mu, sigma), float32 [B, T, H] each, of q(z_t | x); meaningless at padding steps."""

@@ -115,9 +115,38 @@ class TrainConfig:
             raise ValueError(f"unknown strategy {self.strategy!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "elbo_samples", "nll_samples"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "elbo_samples", "nll_samples",
+                     "patience", "num_buckets", "latent_size", "embedding_size", "hidden_units",
+                     "prior_lstm_units", "num_flow_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps_per_epoch", "max_eval_batches"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 when given, got {getattr(self, name)}")
+        if not self.flow_hidden_units or min(self.flow_hidden_units) < 1:
+            raise ValueError(f"flow_hidden_units must be positive widths, got {self.flow_hidden_units}")
+        if self.validation_nll_samples < 0:
+            raise ValueError(f"validation_nll_samples must be >= 0, got {self.validation_nll_samples}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.lr_decay > 1:
+            raise ValueError(f"lr_decay must be > 1 (the learning rate is divided by it), "
+                             f"got {self.lr_decay}")
+        if self.clip_norm < 0:
+            raise ValueError(f"clip_norm must be >= 0 (0: no clipping), got {self.clip_norm}")
+        for name in ("prior_dropout", "baseline_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.kl_zero_epochs < 0 or self.kl_ramp_epochs < 0:
+            raise ValueError("kl_zero_epochs and kl_ramp_epochs must be >= 0")
+        if self.scalar_map != "nlsq" and self.model in ("lstm", "standard-normal"):
+            raise ValueError(f"scalar_map {self.scalar_map!r} applies to flow priors; model "
+                             f"{self.model!r} has no scalar map")
+        if self.model in ("af-af", "af-only") and self.latent_size > min(self.flow_hidden_units):
+            raise ValueError(
+                f"latent_size {self.latent_size} is larger than the MADE width "
+                f"{min(self.flow_hidden_units)} (flow_hidden_units {self.flow_hidden_units}): every "
+                f"MADE hidden layer needs at least latent_size units")
 
     @property
     def is_text(self) -> bool:

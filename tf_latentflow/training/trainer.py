@@ -23,6 +23,7 @@ A NaN or Inf loss stops the run with `TrainingDiverged` before anything is saved
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -265,9 +266,7 @@ class Trainer:
         self.log = log
         self.output_dir = pathlib.Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if force_new:
-            self.clear_previous_run()
-        else:
+        if not force_new:
             self.check_resumable()
         self.policy = configure_precision(config.mixed_precision)
         keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
@@ -288,6 +287,8 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.state = TrainState(config.learning_rate)
             self.position = EpochPosition()
+        if force_new:  # only now that the configuration, the data and the model are known good
+            self.clear_previous_run()
         self._checkpoint_parts = dict(**checkpoint_objects(self.model), **optimizer_objects(self.optimizer),
                                       state=self.state, rng=SeedStates(self.model))
         self.checkpoint = tf.train.Checkpoint(**self._checkpoint_parts, position=self.position)
@@ -302,7 +303,7 @@ class Trainer:
     # -- persistence --------------------------------------------------------------------
 
     def write_config(self):
-        resolved = json.loads(self.config.to_json())
+        resolved = portable_config(self.config)
         resolved["model_config"] = self.model.get_config()
         resolved["precision_policy"] = self.policy
         resolved["num_replicas"] = self.strategy.num_replicas_in_sync
@@ -459,7 +460,7 @@ class Trainer:
         # A setting added after the run was saved counts as the value the code had then.
         saved = {key: saved_value(saved, key) for key in now}
         return {key: (saved[key], value) for key, value in now.items()
-                if saved[key] != value and key != "output_dir"}  # a moved run is the same run
+                if saved[key] != value and key not in PATH_SETTINGS}  # a moved run is the same run
 
     def check_resumable(self):
         """Refuse a run directory whose checkpointed run has different settings."""
@@ -534,9 +535,7 @@ class Trainer:
                 "loss", "kl", "kl_weight", "steps/s"])
             first = int(self.position.epoch_step.numpy())  # > 0 when resuming inside an epoch
             sums, step = self.position.epoch_sums.numpy().copy(), first - 1
-            for step, batch in enumerate(dataset):
-                if step >= steps_per_epoch:
-                    break
+            for step, batch in enumerate(itertools.islice(dataset, steps_per_epoch)):
                 if step < first:
                     continue
                 weight = kl_schedule.at(epoch, step, steps_per_epoch)
@@ -604,16 +603,32 @@ class Trainer:
                                   f"to resume")
         writer.flush()
 
+    def _run_totals(self) -> tuple[int, float]:
+        """(epochs trained, training wall seconds) of the whole run: the latest checkpoint's."""
+        path = self.latest.latest_checkpoint
+        if path is None:
+            return int(self.state.epoch.numpy()), float(self.state.wall_seconds.numpy())
+        state = TrainState(self.config.learning_rate)
+        tf.train.Checkpoint(state=state).restore(path).expect_partial()
+        return int(state.epoch.numpy()), float(state.wall_seconds.numpy())
+
     def evaluate(self) -> dict:
-        """Evaluate the best checkpoint and write results.json."""
+        """Evaluate the best checkpoint and write results.json.
+
+        epochs_trained / wall_seconds describe the run (its latest checkpoint); best_epoch /
+        best_wall_seconds the evaluated checkpoint (the epochs and training time it took).
+        """
+        epochs_trained, wall_seconds = self._run_totals()
         path = self.restore_for_evaluation()
         started = time.perf_counter()
         results = {
             "dataset": self.config.dataset, "model": self.config.model,
-            "config": json.loads(self.config.to_json()),
+            "config": portable_config(self.config),
             "checkpoint": os.path.relpath(path, self.output_dir),
-            "epochs_trained": int(self.state.epoch.numpy()),
-            "wall_seconds": float(self.state.wall_seconds.numpy()),
+            "epochs_trained": epochs_trained,
+            "wall_seconds": wall_seconds,
+            "best_epoch": int(self.state.epoch.numpy()),
+            "best_wall_seconds": float(self.state.wall_seconds.numpy()),
             "validation": self.evaluate_nll("validation", self.config.nll_samples),
             "test": self.evaluate_nll("test", self.config.nll_samples),
         }
@@ -623,11 +638,22 @@ class Trainer:
         return results
 
 
+# Where the run's files were on the machine that trained: not part of what the run is.
+PATH_SETTINGS = frozenset({"output_dir", "data_dir", "prepared_dir"})
+
+
+def portable_config(config: TrainConfig) -> dict:
+    """The run's settings without machine paths (results.json is published as is)."""
+    return {k: v for k, v in json.loads(config.to_json()).items() if k not in PATH_SETTINGS}
+
+
 def results_table(results: dict) -> str:
     """The evaluation of results.json as a small text table (printed at the end of a run)."""
     unit = results["test"]["unit"]
+    best = results.get("best_epoch", results["epochs_trained"])
     lines = [f"{results['dataset']} / {results['model']}: {results['checkpoint']} "
-             f"({results['epochs_trained']} epochs, {results['wall_seconds'] / 60:.1f} min training)",
+             f"(best after {best} of {results['epochs_trained']} epochs, "
+             f"{results['wall_seconds'] / 60:.1f} min training)",
              f"{'split':<12}{'NLL':>9}{'recon.':>9}{'KL':>9}  ({unit}, {results['test']['num_samples']} "
              f"importance samples)"]
     for split in ("validation", "test"):
