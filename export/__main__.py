@@ -26,6 +26,8 @@ def parse_args(argv):
     parser.add_argument("--nll-seed", type=int, default=0, help="the fixed seed of log_prob's samples")
     parser.add_argument("--xla", dest="jit_compile", action=argparse.BooleanOptionalAction,
                         help="compile the sampler with XLA (default: for music models, not for text)")
+    parser.add_argument("--max-samples", type=int, default=1024,
+                        help="the largest num_samples one sampling request may ask for (default 1024)")
     parser.add_argument("--buckets", type=int, nargs="+",
                         help="padded lengths the XLA sampler is compiled for (default: 16, 32, ..., max)")
     return parser.parse_args(argv)
@@ -33,7 +35,8 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = dict(jit_compile=args.jit_compile, buckets=args.buckets, nll_seed=(args.nll_seed, 0))
+    options = dict(jit_compile=args.jit_compile, buckets=args.buckets, nll_seed=(args.nll_seed, 0),
+                   max_samples=args.max_samples)
     if args.nll_samples is not None:
         options["nll_samples"] = args.nll_samples
     try:

@@ -24,6 +24,7 @@ def next_version(model_base) -> int:
 
 def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_seed=(0, 0),
                  nll_chunk_size: int | None = 10, jit_compile: bool | None = None, buckets=None,
+                 max_samples: int = signatures.DEFAULT_MAX_SAMPLES,
                  metadata: dict | None = None) -> pathlib.Path:
     """Write `model` (LatentFlowVAE or LSTMBaseline) as a SavedModel at `path`.
 
@@ -32,9 +33,12 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
     written to assets.extra/latentflow.json beside the graph.
     """
     path = pathlib.Path(path)
+    if int(max_samples) < 1:
+        raise ExportError(f"max_samples must be >= 1, got {max_samples}")
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} exists and is not empty")
-    sample = signatures.make_sample_fn(model, vocabulary, jit_compile=jit_compile, buckets=buckets)
+    sample = signatures.make_sample_fn(model, vocabulary, jit_compile=jit_compile, buckets=buckets,
+                                       max_samples=max_samples)
     log_prob = signatures.make_log_prob_fn(model, num_samples=max(int(nll_samples), 1), seed=nll_seed,
                                            chunk_size=nll_chunk_size)
     archive = keras.export.ExportArchive()
@@ -48,7 +52,8 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
             "nll_samples": 0 if not hasattr(model, "prior") else int(nll_samples),
             "nll_seed": list(nll_seed), "nll_chunk_size": nll_chunk_size,
             "nll_per_step_unit": "bits per character" if model.is_text else "nats per time step",
-            "jit_compile": signatures.resolve_jit_compile(model, jit_compile), **(metadata or {})}
+            "jit_compile": signatures.resolve_jit_compile(model, jit_compile),
+            "max_samples": int(max_samples), **(metadata or {})}
     (path / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     (path / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return path

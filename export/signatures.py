@@ -2,15 +2,21 @@
 
   sample(num_samples, length, seed) -> {sequences, lengths[, text]}
       T ~ p(T) when length == 0, else T = length for all N sequences; then the
-      model's sampler. Music sequences are uint8 [N, T, 88] piano rolls, text
-      sequences int32 [N, T] token ids (0 = padding) plus `text`, the decoded
-      strings. T = the longest drawn length (at least 1).
+      model's sampler. N is at most `max_samples` (an export setting, default
+      1024: one request cannot exhaust a server's memory). Music sequences are
+      int32 [N, T, 88] piano rolls of 0/1, text sequences int32 [N, T] token ids
+      (0 = padding) plus `text`, the decoded strings. T = the longest drawn
+      length (at least 1). `sequences` and `lengths` are exactly what log_prob
+      takes: log_prob(sequences=s["sequences"], lengths=s["lengths"]) scores a draw.
 
   log_prob(sequences, lengths) -> {nll, nll_per_step}
+      sequences int32 ([N, T, 88] piano rolls or [N, T] token ids), lengths int32 [N].
       nll: -log p(x) in nats including -log p(T): exact for the LSTM baseline,
       importance-sampled (the run's sample count, a fixed seed) for the flow
       models. nll_per_step: nll / (T + 1) in the paper's unit: nats per step
-      (music), bits per character (text).
+      (music), bits per character (text). A length that p(T) gives probability
+      0 (T = 0 for text, whose sentences are never empty) is refused: its NLL
+      would be infinite.
 
 Every invalid request fails inside the graph with a `tf.debugging` assertion
 whose message names the input (`num_samples`, `length`, `sequences`,
@@ -33,10 +39,11 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["default_buckets", "make_sample_fn", "make_log_prob_fn", "sample_signature",
+__all__ = ["DEFAULT_MAX_SAMPLES", "default_buckets", "make_sample_fn", "make_log_prob_fn", "sample_signature",
            "log_prob_signature"]
 
 LOG_2 = math.log(2.0)
+DEFAULT_MAX_SAMPLES = 1024
 
 
 def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
@@ -76,14 +83,19 @@ def resolve_jit_compile(model, jit_compile: bool | None) -> bool:
     return (not model.is_text) if jit_compile is None else bool(jit_compile)
 
 
-def make_sample_fn(model, vocabulary=None, *, jit_compile: bool | None = None, buckets=None):
+def make_sample_fn(model, vocabulary=None, *, jit_compile: bool | None = None, buckets=None,
+                   max_samples: int = DEFAULT_MAX_SAMPLES):
     """The `sample(num_samples, length, seed)` tf.function (see the module docstring).
 
     model: LatentFlowVAE or LSTMBaseline. vocabulary: text models: id -> symbol
     (decodes the `text` output). jit_compile: run the sampler under XLA
     (None: `resolve_jit_compile`). buckets: padded lengths compiled under XLA
     (default `default_buckets(model.max_length)`); ignored without jit_compile.
+    max_samples: the largest `num_samples` a request may ask for.
     """
+    if int(max_samples) < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+    max_samples = int(max_samples)
     jit_compile = resolve_jit_compile(model, jit_compile)
     max_length = int(model.max_length)
     if model.is_text and vocabulary is None:
@@ -100,6 +112,9 @@ def make_sample_fn(model, vocabulary=None, *, jit_compile: bool | None = None, b
     def sample(num_samples, length, seed):
         checks = [
             tf.debugging.assert_positive(num_samples, message="`num_samples` must be positive"),
+            tf.debugging.assert_less_equal(
+                num_samples, tf.constant(max_samples, tf.int32),
+                message=f"`num_samples` exceeds this model's maximum of {max_samples} per request"),
             tf.debugging.assert_non_negative(
                 length, message="`length` must be >= 0 (0 draws lengths from p(T))"),
             tf.debugging.assert_less_equal(
@@ -126,14 +141,18 @@ def make_sample_fn(model, vocabulary=None, *, jit_compile: bool | None = None, b
             symbols = tf.where(valid, tf.gather(table, x), tf.constant("", tf.string))
             return {"sequences": x, "lengths": lengths,
                     "text": tf.strings.reduce_join(symbols, axis=-1)}
-        x = tf.ensure_shape(tf.cast(x, tf.uint8), [None, None, model.num_notes])
+        x = tf.ensure_shape(tf.cast(x, tf.int32), [None, None, model.num_notes])
         return {"sequences": x, "lengths": lengths}
 
     return sample
 
 
-def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=None, num_notes=None):
-    """tf.debugging checks of a log_prob request; returns the list of assertion ops."""
+def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=None, num_notes=None,
+                            length_probs=None):
+    """tf.debugging checks of a log_prob request; returns the list of assertion ops.
+
+    length_probs: p(T) for T = 0..max_length; lengths it gives probability 0 are refused.
+    """
     batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
     checks = [
         tf.debugging.assert_equal(tf.shape(lengths)[0], batch,
@@ -144,6 +163,14 @@ def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=N
         tf.debugging.assert_less_equal(lengths, tf.constant(max_length, tf.int32),
                                        message=f"`lengths` exceeds the model's maximum length {max_length}"),
     ]
+    if length_probs is not None:
+        probs = tf.convert_to_tensor(length_probs)
+        with tf.control_dependencies(checks):  # the gather needs lengths within 0..max_length
+            possible = tf.gather(probs, tf.clip_by_value(lengths, 0, max_length)) > 0
+        checks.append(tf.debugging.assert_equal(
+            tf.reduce_all(possible), True,
+            message="`lengths`: a length has probability 0 under the model's p(T) (T = 0 for "
+                    "text: sentences are never empty), so its NLL would be infinite"))
     if vocab_size is not None:
         checks += [
             tf.debugging.assert_non_negative(sequences, message="`sequences`: token ids must be >= 0"),
@@ -180,7 +207,8 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
         checks = validate_scoring_inputs(
             sequences, lengths, max_length=int(model.max_length),
             vocab_size=model.vocab_size if model.is_text else None,
-            num_notes=None if model.is_text else model.num_notes)
+            num_notes=None if model.is_text else model.num_notes,
+            length_probs=model.length_model.probs)
         with tf.control_dependencies(checks):
             sequences = tf.identity(sequences)
         if is_baseline:

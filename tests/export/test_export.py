@@ -94,6 +94,10 @@ for case, path in paths.items():
     out = {"signatures": sorted(m.signatures)}
     a, b, c = call(2, SAMPLE_LENGTH, 11), call(2, SAMPLE_LENGTH, 11), call(2, SAMPLE_LENGTH, 12)
     out["sample"] = a["sequences"].tolist()
+    # what the sampler returns is what log_prob scores (no dtype conversion in between)
+    drawn = call(3, 0, 21)
+    scored = log_prob(sequences=tf.constant(drawn["sequences"]), lengths=tf.constant(drawn["lengths"]))
+    out["round_trip_nll"] = scored["nll"].numpy().tolist()
     out["sample_dtype"] = a["sequences"].dtype.name
     out["same_seed_equal"] = bool(np.array_equal(a["sequences"], b["sequences"]))
     out["other_seed_equal"] = bool(np.array_equal(a["sequences"], c["sequences"]))
@@ -122,7 +126,13 @@ for case, path in paths.items():
                                    lengths=tf.constant(lengths + x.shape[1])),
         "lengths count": error_of(log_prob, sequences=tf.constant(x), lengths=tf.constant(lengths[:2])),
         "lengths<0": error_of(log_prob, sequences=tf.constant(x), lengths=tf.constant(-lengths)),
+        "num_samples>max": error_of(sample, num_samples=tf.constant(1025), length=tf.constant(3),
+                                    seed=tf.constant(0, tf.int64)),
     }
+    if x.ndim == 2:  # text: p(T = 0) = 0, sentences are never empty
+        errors["lengths=0"] = error_of(log_prob, sequences=tf.constant(x),
+                                       lengths=tf.constant(np.where(np.arange(len(lengths)) == 0, 0,
+                                                                    lengths).astype(np.int32)))
     long_shape = (1, max_length + 2) + x.shape[2:]
     errors["lengths>max"] = error_of(log_prob, sequences=tf.zeros(long_shape, tf.int32),
                                      lengths=tf.constant([max_length + 1]))
@@ -177,7 +187,8 @@ def test_sample_is_reproducible_and_matches_the_in_memory_sampler(case, exported
     np.testing.assert_array_equal(sample, info["sample"])  # the same sampler, same weights
     assert got["same_seed_equal"] and not got["other_seed_equal"]
     text = info["model"].is_text
-    assert got["sample_dtype"] == ("int32" if text else "uint8")
+    assert got["sample_dtype"] == "int32"  # for music and text: log_prob's input dtype
+    assert len(got["round_trip_nll"]) == 3 and np.all(np.isfinite(got["round_trip_nll"]))
     assert sample.shape == ((2, SAMPLE_LENGTH) if text else (2, SAMPLE_LENGTH, 88))
     assert set(np.unique(sample)) <= (set(range(len(info["vocabulary"]))) if text else {0, 1})
     if text:
@@ -201,6 +212,8 @@ ERROR_WORDS = {
     "id>=vocab": ("`sequences`", "vocabulary"), "id<0": ("`sequences`", ">= 0"),
     "note=2": ("`sequences`", "0 or 1"), "note=-1": ("`sequences`", "0 or 1"),
     "87 notes": ("`sequences`", "88 notes"),
+    "num_samples>max": ("`num_samples`", "maximum of 1024"),
+    "lengths=0": ("`lengths`", "probability 0"),
 }
 
 
@@ -208,7 +221,7 @@ ERROR_WORDS = {
 def test_invalid_requests_fail_with_a_message_naming_the_input(case, reloaded):
     errors = reloaded[case]["errors"]
     expected = [k for k in ERROR_WORDS if k in errors]
-    assert len(expected) == (10 if case.startswith("text") else 11)
+    assert len(expected) == 12  # music: 11 + num_samples>max; text: 10 + that + lengths=0
     for key in expected:
         message = errors[key]
         assert message is not None, f"{case}: {key} was accepted"
@@ -231,7 +244,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
         assert "signature_def['serving_default']" in out and "signature_def['log_prob']" in out
         for name in ("num_samples", "length", "seed", "sequences", "lengths", "nll", "nll_per_step"):
             assert f"['{name}']" in out
-    assert "dtype: DT_UINT8\n        shape: (-1, -1, 88)" in music
+    assert "dtype: DT_INT32\n        shape: (-1, -1, 88)" in music
     assert "outputs['text']" in text and "outputs['text']" not in music
     assert "dtype: DT_INT32\n        shape: (-1, -1)" in text
 
