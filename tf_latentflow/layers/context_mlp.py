@@ -52,6 +52,7 @@ def _matmul_last_axis(x, kernel):
     return out
 
 
+@keras.saving.register_keras_serializable(package="tf_latentflow")
 class ContextMLP(keras.layers.Layer):
     """Dense network `[..., D_in] (+ context [..., C]) -> [..., num_outputs, num_params]`.
 
@@ -77,6 +78,10 @@ class ContextMLP(keras.layers.Layer):
             raise ValueError(f"init must be one of {INITS}; got {init!r}")
         self.context_layers = context_layers
         self.init = init
+        if num_outputs is not None and int(num_outputs) < 1:
+            raise ValueError(f"num_outputs must be positive; got {num_outputs}")
+        if any(int(u) < 1 for u in hidden_units):
+            raise ValueError(f"hidden_units must be positive widths; got {tuple(hidden_units)}")
         self.num_params = int(num_params)
         self.num_outputs = None if num_outputs is None else int(num_outputs)
         self.hidden_units = tuple(int(u) for u in hidden_units)

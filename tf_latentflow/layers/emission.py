@@ -68,12 +68,14 @@ class Emission(keras.layers.Layer):
                  vocab_size: int | None = None, num_notes: int | None = None,
                  hidden_units: int = 500, num_layers: int = 2, projection_size: int | None = None,
                  dropout: float = 0.0, tied_embedding: SymbolEmbedding | None = None, **kwargs):
+        kwargs.setdefault("autocast", False)  # ids stay integers; z, lengths keep their dtypes
         super().__init__(**kwargs)
         if max_length is None or int(max_length) < 1:
             raise ValueError(f"Emission: max_length (>= 1) is required, got {max_length}")
         if (vocab_size is None) == (num_notes is None):
             raise ValueError("Emission: give exactly one of vocab_size (text) and num_notes (music)")
-        self._convert_input_args = False  # ids stay integers; z, lengths keep their dtypes
+        # Keras has no public switch to accept non-tensor positional arguments (NumPy
+        # arrays, Python lists of lengths); this is its own (private) flag for that.
         self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.latent_size = int(latent_size)
         self.max_length = int(max_length)

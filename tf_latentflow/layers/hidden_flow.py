@@ -38,6 +38,7 @@ __all__ = ["HiddenFlowStack", "STACK_KINDS"]
 STACK_KINDS = ("af", "scf", "elementwise")
 
 
+@keras.saving.register_keras_serializable(package="tf_latentflow")
 class HiddenFlowStack(keras.layers.Layer):
     """L conditional flow layers over the last axis (size `event_size`).
 
@@ -61,17 +62,19 @@ class HiddenFlowStack(keras.layers.Layer):
     def __init__(self, event_size, kind="af", num_layers=5, hidden_units=(100, 100),
                  scalar_map="nlsq", context_size=None, activation="relu", context_layers="all",
                  init="glorot", **kwargs):
-        super().__init__(**kwargs)
         # Keep the caller's dtype for the flow math and log-dets (float32, or
         # float64): Keras would otherwise cast the inputs to the policy's compute
         # dtype (e.g. bfloat16 under mixed precision). The conditioner networks
         # still follow the policy; their outputs are cast back (see
         # bijectors.conditioning.call_conditioner).
-        self._convert_input_args = False
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
         if kind not in STACK_KINDS:
             raise ValueError(f"kind must be one of {STACK_KINDS}; got {kind!r}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be positive; got {num_layers}")
+        if event_size < 1:
+            raise ValueError(f"event_size must be positive; got {event_size}")
         if kind == "scf" and event_size < 2:
             raise ValueError("an SCF stack needs event_size >= 2 to split the dimensions")
         if kind == "elementwise" and context_size is None:

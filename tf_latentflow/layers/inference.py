@@ -92,8 +92,11 @@ class SymbolEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, num_symbols: int, size: int, is_text: bool, **kwargs):
+        # autocast=False: inputs keep their dtypes (token ids stay integers)
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self._convert_input_args = False  # token ids must stay integers
+        # Keras has no public switch to accept non-tensor positional arguments (NumPy
+        # arrays, Python lists of lengths); this is its own (private) flag for that.
         self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.num_symbols = int(num_symbols)
         self.size = int(size)
@@ -141,6 +144,8 @@ class StackedBiLSTM(keras.layers.Layer):
 
     def __init__(self, units: int, num_layers: int = 2, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        # Keras has no public switch to accept non-tensor positional arguments (NumPy
+        # arrays, Python lists of lengths); this is its own (private) flag for that.
         self._allow_non_tensor_positional_args = True  # NumPy inputs and lengths are fine
         if int(num_layers) < 1 or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"StackedBiLSTM: bad num_layers={num_layers} or dropout={dropout}")
@@ -210,12 +215,14 @@ class InferenceNetwork(keras.layers.Layer):
                  vocab_size: int | None = None, num_notes: int | None = None,
                  embedding_size: int = 500, hidden_units: int = 500, num_layers: int = 2,
                  dropout: float = 0.0, **kwargs):
+        kwargs.setdefault("autocast", False)  # ids stay integers; z, lengths keep their dtypes
         super().__init__(**kwargs)
         if max_length is None or int(max_length) < 1:
             raise ValueError(f"InferenceNetwork: max_length (>= 1) is required, got {max_length}")
         if (vocab_size is None) == (num_notes is None):
             raise ValueError("InferenceNetwork: give exactly one of vocab_size (text) and num_notes (music)")
-        self._convert_input_args = False  # ids stay integers; z, lengths keep their dtypes
+        # Keras has no public switch to accept non-tensor positional arguments (NumPy
+        # arrays, Python lists of lengths); this is its own (private) flag for that.
         self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.latent_size = int(latent_size)
         self.max_length = int(max_length)

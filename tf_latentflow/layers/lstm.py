@@ -96,11 +96,14 @@ def lstm_recurrence(projected, recurrent, h0, c0):
     return hs, grad
 
 
+@keras.saving.register_keras_serializable(package="tf_latentflow")
 class FastLSTM(keras.layers.Layer):
     """`[B, T, D] -> [B, T, units]` (all steps); `step` advances one step for serial loops."""
 
     def __init__(self, units, **kwargs):
         super().__init__(**kwargs)
+        if int(units) < 1:
+            raise ValueError(f"FastLSTM: units must be a positive integer, got {units}")
         self.units = int(units)
 
     @property

@@ -20,6 +20,7 @@ i iff m < m(i). Hidden unit k has degree
                           dimension's outputs (TextFlow MADE.py, "sequential" order).
 """
 
+import keras
 import numpy as np
 
 from tf_latentflow.layers.context_mlp import ContextMLP
@@ -29,6 +30,7 @@ __all__ = ["MADE"]
 ORDERS = ("natural", "reversed")
 
 
+@keras.saving.register_keras_serializable(package="tf_latentflow")
 class MADE(ContextMLP):
     """Masked autoregressive network `[..., D] -> [..., D, num_params]` (Keras 3 layer).
 

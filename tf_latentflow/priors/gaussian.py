@@ -32,8 +32,9 @@ class StandardNormalPrior(keras.layers.Layer):
     """z_t ~ N(0, I_H) independently at every step."""
 
     def __init__(self, latent_size=50, **kwargs):
+        # autocast=False: z keeps the flow dtype (float32) under mixed precision
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self._convert_input_args = False  # keep the flow dtype under mixed precision
         self.latent_size = int(latent_size)
 
     def log_prob(self, z, lengths, training=False):

@@ -58,12 +58,12 @@ class SequenceFlowPrior(keras.layers.Layer):
     def __init__(self, latent_size=50, max_length=None, time="af", hidden="af", scalar_map="nlsq",
                  lstm_units=500, lstm_layers=2, num_flow_layers=5, flow_hidden_units=(100, 100),
                  lstm_dropout=0.0, flow_context_layers="all", flow_init="glorot", **kwargs):
+        kwargs.setdefault("autocast", False)  # flow math keeps the caller's dtype (float32)
         super().__init__(**kwargs)
         if max_length is None:
             raise ValueError("max_length (the T-feature depth) is required")
         if time not in TIME_FLOWS:
             raise ValueError(f"time must be one of {TIME_FLOWS}; got {time!r}")
-        self._convert_input_args = False  # flow math keeps the caller's dtype (float32)
         self.latent_size = int(latent_size)
         self.max_length = int(max_length)
         self.time = time

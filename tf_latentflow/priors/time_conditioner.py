@@ -23,6 +23,7 @@ from tf_latentflow.layers.lstm import FastLSTM
 __all__ = ["TimeConditioner"]
 
 
+@keras.saving.register_keras_serializable(package="tf_latentflow")
 class TimeConditioner(keras.layers.Layer):
     """A stacked LSTM over a shifted sequence plus T-features; output size `units`.
 
@@ -37,6 +38,12 @@ class TimeConditioner(keras.layers.Layer):
 
     def __init__(self, input_size, max_length, units=500, num_layers=2, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
+        for name, value in (("input_size", input_size), ("max_length", max_length),
+                            ("units", units), ("num_layers", num_layers)):
+            if int(value) < 1:
+                raise ValueError(f"TimeConditioner: {name} must be a positive integer, got {value}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"TimeConditioner: dropout must be in [0, 1), got {dropout}")
         self.input_size = int(input_size)
         self.max_length = int(max_length)
         self.units = int(units)
