@@ -8,7 +8,8 @@ import pathlib
 
 import tensorflow as tf
 
-from tf_latentflow.training.checkpoints import checkpoint_objects
+from tf_latentflow.training.checkpoints import (IncompleteCheckpointError, check_model_weights,
+                                                checkpoint_objects)
 
 __all__ = ["TrainedRun", "ExportError", "IncompleteCheckpointError", "load_run", "checkpoint_objects"]
 
@@ -20,9 +21,6 @@ class ExportError(ValueError):
     CLI reports it in one line; any other exception is a bug and keeps its traceback."""
 
 
-class IncompleteCheckpointError(RuntimeError):
-    """The checkpoint does not hold every weight of the model (exporting it would serve
-    partly untrained weights)."""
 
 
 
@@ -77,13 +75,8 @@ def load_run(run_dir, checkpoint: str = "best") -> TrainedRun:
     if path is None:
         raise FileNotFoundError(f"no {' or '.join(order)} checkpoint under {run_dir / 'checkpoints'}")
     model = build_from_config(config)
-    status = tf.train.Checkpoint(**checkpoint_objects(model)).restore(path).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        raise IncompleteCheckpointError(
-            f"{path} does not hold every weight of the {config.get('model')} model "
-            f"({len(model.weights)} weights; the checkpoint needs `model_weights`, see "
-            f"tf_latentflow.training.checkpoints): {str(error)[:300]}") from error
+    layout = check_model_weights(path, model)  # IncompleteCheckpointError listing the differences
+    tf.train.Checkpoint(**checkpoint_objects(model, layout)).restore(
+        path).expect_partial().assert_existing_objects_matched()
     vocabulary = tuple(config["vocabulary"]) if config.get("vocabulary") else None
     return TrainedRun(model=model, config=config, vocabulary=vocabulary, checkpoint=path)

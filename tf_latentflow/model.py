@@ -141,7 +141,7 @@ class LatentFlowVAE(keras.Model):
             self.prior_name, latent_size=self.latent_size, max_length=self.max_length,
             lstm_units=self.prior_lstm_units, lstm_layers=self.prior_lstm_layers,
             num_flow_layers=self.num_flow_layers, flow_hidden_units=self.flow_hidden_units,
-            **self.prior_kwargs)
+            name="prior", **self.prior_kwargs)
         self.build()
 
     # -- weights ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from tf_latentflow.training import trainer as trainer_lib
-from tf_latentflow.training.checkpoints import checkpoint_objects, optimizer_objects
+from tf_latentflow.training.checkpoints import (IncompleteCheckpointError, check_model_weights,
+                                                checkpoint_objects, optimizer_objects)
 from tf_latentflow.training.config import default_config
 
 from test_trainer import TINY, synthetic_bundle
@@ -56,3 +57,61 @@ def test_optimizer_moments_are_saved(tmp_path):
 def test_unbuilt_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="must be built"):
         checkpoint_objects(keras.Sequential([keras.layers.Dense(2)]))
+
+
+class TwoDense(keras.Model):
+    """Two same-shaped layers "first" and "second", created in either order."""
+
+    def __init__(self, reverse=False, extra=False, **kwargs):
+        super().__init__(**kwargs)
+        names = ["second", "first"] if reverse else ["first", "second"]
+        self.dense = [keras.layers.Dense(3, name=n) for n in names]
+        self.extra = keras.layers.Dense(3, name="extra") if extra else None
+
+    def call(self, x):
+        out = sum(layer(x) for layer in self.dense)
+        return out if self.extra is None else out + self.extra(x)
+
+
+def two_dense(value, **kwargs):
+    model = TwoDense(**kwargs)
+    model(np.zeros((1, 3), np.float32))
+    for i, w in enumerate(model.weights):  # each weight its own value
+        w.assign(np.full(w.shape, value + i, np.float32))
+    return model
+
+
+def values_by_path(model):
+    return {w.path.split("/", 1)[1]: float(w.numpy().flat[0]) for w in model.weights}
+
+
+def test_weights_are_restored_by_name_whatever_order_a_rebuilt_model_creates_them(tmp_path):
+    saved = two_dense(10.0)
+    path = tf.train.Checkpoint(**checkpoint_objects(saved)).save(str(tmp_path / "named"))
+    rebuilt = two_dense(0.0, reverse=True)  # "second" created first: the same shapes swapped
+    assert check_model_weights(path, rebuilt) == "named"
+    tf.train.Checkpoint(**checkpoint_objects(rebuilt)).restore(path).assert_existing_objects_matched()
+    assert values_by_path(rebuilt) == values_by_path(saved)
+    # what a list in creation order (the legacy layout) does to the same rebuilt model
+    legacy = tf.train.Checkpoint(**checkpoint_objects(saved, "legacy")).save(str(tmp_path / "list"))
+    swapped = two_dense(0.0, reverse=True)
+    tf.train.Checkpoint(**checkpoint_objects(swapped, "legacy")).restore(legacy).expect_partial()
+    assert values_by_path(swapped) != values_by_path(saved)
+
+
+def test_missing_unexpected_and_misshaped_weights_are_listed(tmp_path):
+    path = tf.train.Checkpoint(**checkpoint_objects(two_dense(1.0))).save(str(tmp_path / "c"))
+    with pytest.raises(IncompleteCheckpointError, match=r"2 weights of the model are not in it: "
+                                                        r"\['extra/bias', 'extra/kernel'\]"):
+        check_model_weights(path, two_dense(0.0, extra=True))
+    bigger = tf.train.Checkpoint(**checkpoint_objects(two_dense(1.0, extra=True))).write(
+        str(tmp_path / "big"))
+    with pytest.raises(IncompleteCheckpointError, match=r"2 stored weights have no place"):
+        check_model_weights(bigger, two_dense(0.0))
+    wide = keras.Sequential([keras.layers.Dense(4, name="first")], name="two_dense")
+    wide(np.zeros((1, 3), np.float32))
+    # its "first" layer has 4 units where the checkpoint's has 3
+    with pytest.raises(IncompleteCheckpointError,
+                       match=r"shapes differ: first/bias \(3,\) \(stored\) vs \(4,\) \(model\), "
+                             r"first/kernel \(3, 3\) \(stored\) vs \(3, 4\)"):
+        check_model_weights(path, wide)

@@ -365,3 +365,45 @@ def test_force_new_deletes_nothing_before_the_data_and_model_are_known_good(tmp_
         trainer_lib.Trainer(config, log=lambda *_: None, force_new=True)
     assert sorted(p.name for p in run_dir.iterdir()) == before
     assert (run_dir / "checkpoints" / "latest" / "checkpoint").exists()
+
+
+def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(tmp_path,
+                                                                              straight_run):
+    """An old run directory: its latest checkpoint lists the weights in creation order."""
+    from tf_latentflow.training.checkpoints import checkpoint_layout, checkpoint_objects
+
+    run_dir = tmp_path / "listed"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    old = trainer_lib.Trainer(config_for(tmp_path, "listed"), bundle=synthetic_bundle(),
+                              log=lambda *_: None)
+    assert old.restore_latest()
+    expected = weights(old)
+    parts = {k: v for k, v in old._checkpoint_parts.items() if k not in ("model", "model_variables")}
+    legacy = tf.train.Checkpoint(**parts, **checkpoint_objects(old.model, "legacy"),
+                                 position=old.position)
+    for kind in ("latest", "best"):
+        shutil.rmtree(run_dir / "checkpoints" / kind)
+        path = tf.train.CheckpointManager(legacy, run_dir / "checkpoints" / kind,
+                                          max_to_keep=1).save(checkpoint_number=99)
+        assert checkpoint_layout(path) == "legacy"
+    messages = []
+    resumed = trainer_lib.Trainer(config_for(tmp_path, "listed", epochs=4), bundle=synthetic_bundle(),
+                                  log=messages.append)
+    assert resumed.restore_latest()
+    assert any("read in creation order" in m for m in messages)
+    for got, want in zip(weights(resumed), expected):
+        np.testing.assert_array_equal(got, want)
+    resumed.fit()  # one more epoch, saved in the named layout
+    assert checkpoint_layout(resumed.latest.latest_checkpoint) == "named"
+    assert np.isfinite(resumed.evaluate()["test"]["nll"])
+
+
+def test_evaluate_only_refuses_a_checkpoint_that_does_not_match_the_model(tmp_path, straight_run):
+    from tf_latentflow.training.checkpoints import IncompleteCheckpointError
+
+    run_dir = tmp_path / "other_model"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    wider = config_for(tmp_path, "other_model", flow_hidden_units=(12,), evaluate_only=True)
+    (run_dir / "config.json").unlink()  # as if the settings had been edited by hand
+    with pytest.raises(IncompleteCheckpointError, match="shapes differ"):
+        trainer_lib.Trainer(wider, bundle=synthetic_bundle(), log=lambda *_: None).evaluate()

@@ -7,10 +7,10 @@ from tf_latentflow.priors.sequence_flow import SequenceFlowPrior
 __all__ = ["make_prior"]
 
 
-def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=2,
+def make_prior(prior_name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=2,
                num_flow_layers=5, flow_hidden_units=(100, 100), lstm_dropout=0.0,
                damped_nlsq=False, flow_context_layers="all", flow_init="glorot", **kwargs):
-    """The prior called `name` (e.g. "af-af", "iaf-scf", "af-af-nlsq"), with the paper's sizes.
+    """The prior called `prior_name` (e.g. "af-af", "iaf-scf", "af-af-nlsq"), with the paper's sizes.
 
     Args:
       latent_size: H, the latent size per step (paper: 50).
@@ -26,7 +26,7 @@ def make_prior(name, *, latent_size=50, max_length, lstm_units=500, lstm_layers=
       flow_init: conditioner initialisation, "glorot" or "reference" (`layers.ContextMLP`).
       kwargs: passed to the Keras layer (e.g. `name`).
     """
-    spec = parse_prior_name(name)
+    spec = parse_prior_name(prior_name)
     if spec.time == "none" and spec.hidden == "none":
         return StandardNormalPrior(latent_size=latent_size, **kwargs)
     return SequenceFlowPrior(

@@ -42,7 +42,8 @@ from tf_latentflow import evaluation
 from tf_latentflow.baseline import LSTMBaseline
 from tf_latentflow.model import LatentFlowVAE
 from tf_latentflow.training import schedules
-from tf_latentflow.training.checkpoints import checkpoint_objects, optimizer_objects
+from tf_latentflow.training.checkpoints import (check_model_weights, checkpoint_objects,
+                                                optimizer_objects)
 from tf_latentflow.training.config import TrainConfig, saved_value
 
 # With --jit-compile, batches are padded to a multiple of this many steps, so that XLA
@@ -311,15 +312,25 @@ class Trainer:
             resolved["vocabulary"] = list(self.bundle.vocabulary)
         _atomic_write(self.output_dir / "config.json", json.dumps(resolved, indent=2, default=str))
 
+    def _parts_for(self, path) -> dict:
+        """The checkpoint objects that read `path` (checked weight by weight first)."""
+        layout = check_model_weights(path, self.model)
+        if layout == "named":
+            return self._checkpoint_parts
+        self.log(f"{path}: written before the weights were keyed by name; read in creation order")
+        return dict(self._checkpoint_parts, **checkpoint_objects(self.model, layout))
+
     def restore_latest(self) -> bool:
         path = self.latest.latest_checkpoint
         if path is None:
             return False
+        parts = self._parts_for(path)
         stored = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
         if "position" in stored:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
+            tf.train.Checkpoint(**parts, position=self.position).restore(
+                path).assert_existing_objects_matched()
         else:  # written before EpochPosition existed: an epoch boundary
-            tf.train.Checkpoint(**self._checkpoint_parts).restore(path).assert_existing_objects_matched()
+            tf.train.Checkpoint(**parts).restore(path).assert_existing_objects_matched()
             self.position.epoch_step.assign(0)
             self.position.epoch_sums.assign([0.0, 0.0])
         self.optimizer.learning_rate = float(self.state.learning_rate.numpy())
@@ -331,7 +342,10 @@ class Trainer:
         path = self.best.latest_checkpoint or self.latest.latest_checkpoint
         if path is None:
             raise FileNotFoundError(f"no checkpoint in {self.output_dir / 'checkpoints'}")
-        self.checkpoint.restore(path).expect_partial()
+        parts = self._parts_for(path)
+        model_parts = {k: v for k, v in parts.items() if k.startswith("model")}
+        tf.train.Checkpoint(**model_parts, state=self.state).restore(
+            path).expect_partial().assert_existing_objects_matched()
         return path
 
     # -- steps --------------------------------------------------------------------------
