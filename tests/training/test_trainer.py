@@ -407,3 +407,39 @@ def test_evaluate_only_refuses_a_checkpoint_that_does_not_match_the_model(tmp_pa
     (run_dir / "config.json").unlink()  # as if the settings had been edited by hand
     with pytest.raises(IncompleteCheckpointError, match="shapes differ"):
         trainer_lib.Trainer(wider, bundle=synthetic_bundle(), log=lambda *_: None).evaluate()
+
+
+def synthetic_text_bundle(seed=0, sizes=(12, 6, 6), vocabulary=("<pad>", "a", "b", "c", " ")):
+    """Random sentences of token ids 1..V-1, lengths 2..8 (never empty, as text)."""
+    rng = np.random.default_rng(seed)
+    splits, lengths = {}, {}
+    for name, n in zip(("train", "validation", "test"), sizes):
+        sizes_ = rng.integers(2, 9, size=n)
+        rows = [rng.integers(1, len(vocabulary), size=t).astype(np.int32) for t in sizes_]
+        splits[name] = tf.data.Dataset.from_generator(
+            lambda rows=rows: ({"tokens": r, "length": np.int32(len(r))} for r in rows),
+            output_signature={"tokens": tf.TensorSpec([None], tf.int32),
+                              "length": tf.TensorSpec([], tf.int32)})
+        lengths[name] = sizes_
+    return trainer_lib.DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
+
+
+def test_text_lstm_trains_with_sgd_and_reports_exact_bits_per_character(tmp_path):
+    bundle = synthetic_text_bundle()
+    config = default_config("ptb", "lstm", str(tmp_path / "text"),
+                            **dict(TINY, epochs=3, batch_size=4, learning_rate=1.0, seed=3))
+    assert config.optimizer == "sgd"  # the reference's text baseline optimizer
+    trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
+    assert isinstance(trainer.optimizer, keras.optimizers.SGD)
+    trainer.fit()
+    history = [json.loads(line) for line in (tmp_path / "text" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    results = trainer.evaluate()
+    # independent value: the exact NLL of every test sentence, over sum (T + 1), in bits
+    nll, steps = 0.0, 0
+    for example in bundle.splits["test"]:
+        tokens, length = example["tokens"].numpy()[None], example["length"].numpy()
+        nll += float(trainer.model.nll(tokens, np.array([length], np.int32))[0])
+        steps += int(length) + 1
+    assert results["test"]["unit"] == "bits per character"
+    assert results["test"]["nll"] == pytest.approx(nll / steps / np.log(2.0), rel=1e-5)
