@@ -53,7 +53,9 @@ def build_from_config(config: dict):
 
     model_config = dict(config["model_config"])
     cls = LSTMBaseline if config.get("model") == "lstm" else LatentFlowVAE
-    model_config.pop("dtype", None)  # the run's policy; export always computes in float32
+    # The run's policy may have been mixed_float16 (a GPU run): the export computes in
+    # float32 explicitly, whatever Keras's global policy in this process is.
+    model_config["dtype"] = "float32"
     return cls.from_config(model_config)
 
 

@@ -305,3 +305,25 @@ def test_config_round_trip_and_argument_errors():
         LatentFlowVAE(4, vocab_size=3, num_notes=4)
     with pytest.raises(ValueError, match="num_samples"):
         model.elbo(x, lengths, num_samples=0)
+
+
+@pytest.mark.parametrize("prior", ["af-af", "iaf-scf"])
+def test_the_models_policy_reaches_every_sublayer_without_the_global_one(prior):
+    """dtype="mixed_float16" with Keras's global policy at float32: every LSTM, dense and
+    conditioner layer (the prior's too) computes in float16, the flow containers and the
+    Gaussian head keep float32 inputs, and the global policy is untouched."""
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = tiny(prior, False, dtype="mixed_float16")
+    kinds = (keras.layers.Dense,) + tuple(
+        type(layer) for layer in model._flatten_layers() if type(layer).__name__ in (
+            "FastLSTM", "ContextMLP", "MADE"))
+    leaves = [layer for layer in model._flatten_layers() if isinstance(layer, kinds)]
+    assert any(type(layer).__name__ in ("MADE", "ContextMLP") for layer in leaves)
+    float32_by_design = {"head"}  # the Gaussian's parameters (layers.inference)
+    for layer in leaves:
+        expected = "float32" if layer.name in float32_by_design else "mixed_float16"
+        assert layer.dtype_policy.name == expected, layer.path if hasattr(layer, "path") else layer.name
+    assert keras.mixed_precision.global_policy().name == "float32"
+    x, lengths = random_x(np.random.default_rng(3), False, [4, 2], 4)
+    out = model.elbo(x, lengths, num_samples=2, seed=1)
+    assert out["loss"].dtype == tf.float32 and np.all(np.isfinite(out["loss"].numpy()))

@@ -38,9 +38,11 @@ log of mean).
 
 All methods are graph-compatible (no Python loops over time, no NumPy) and use
 stateless seeds (`seeds.as_stateless_seed`): the same seed gives the same result.
-Mixed precision: the LSTMs of the inference network and the emission run in
-the compute dtype of the global policy; z, log q, log p(z), log p(x | z) and
-every reduction over samples are float32.
+Mixed precision: the model's dtype policy (its `dtype` argument; Keras's global
+policy when none is given) reaches every sublayer explicitly: the LSTMs of the
+inference network, the emission and the prior, and the flow conditioners run in
+its compute dtype; z, the flow math and its log-determinants, log q, log p(z),
+log p(x | z) and every reduction over samples are float32.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class LatentFlowVAE(keras.Model):
             self.prior_name, latent_size=self.latent_size, max_length=self.max_length,
             lstm_units=self.prior_lstm_units, lstm_layers=self.prior_lstm_layers,
             num_flow_layers=self.num_flow_layers, flow_hidden_units=self.flow_hidden_units,
-            name="prior", **self.prior_kwargs)
+            name="prior", dtype=policy, **self.prior_kwargs)
         self.build()
 
     # -- weights ---------------------------------------------------------------------------

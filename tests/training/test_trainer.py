@@ -443,3 +443,16 @@ def test_text_lstm_trains_with_sgd_and_reports_exact_bits_per_character(tmp_path
         steps += int(length) + 1
     assert results["test"]["unit"] == "bits per character"
     assert results["test"]["nll"] == pytest.approx(nll / steps / np.log(2.0), rel=1e-5)
+
+
+def test_a_run_trained_in_another_precision_is_refused(tmp_path, straight_run):
+    run_dir = tmp_path / "gpu_run"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["precision_policy"] == "float32"
+    saved["precision_policy"] = "mixed_float16"  # as a run started on a GPU with --mixed-precision auto
+    saved["mixed_precision"] = "auto"
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(trainer_lib.ConfigMismatch, match="trained with the mixed_float16 policy"):
+        trainer_lib.Trainer(config_for(tmp_path, "gpu_run", mixed_precision="auto"),
+                            bundle=synthetic_bundle(), log=lambda *_: None)

@@ -90,7 +90,7 @@ class HiddenFlowStack(keras.layers.Layer):
         self.context_layers = context_layers
         self.init = init
         options = dict(hidden_units=self.hidden_units, activation=activation,
-                       context_layers=context_layers, init=init)
+                       context_layers=context_layers, init=init, dtype=self.dtype_policy)
         num_params = scalar_map_class(scalar_map).num_unconstrained_params
         self.conditioners = []
         for layer in range(self.num_layers):

@@ -82,12 +82,13 @@ class SequenceFlowPrior(keras.layers.Layer):
         else:
             self.conditioner = TimeConditioner(self.latent_size, self.max_length,
                                                units=self.lstm_units, num_layers=self.lstm_layers,
-                                               dropout=self.lstm_dropout, name="time_lstm")
+                                               dropout=self.lstm_dropout, name="time_lstm",
+                                               dtype=self.dtype_policy)
             context_size = self.lstm_units
         self.flow = HiddenFlowStack(self.latent_size, kind=hidden, num_layers=self.num_flow_layers,
                                     hidden_units=self.flow_hidden_units, scalar_map=scalar_map,
                                     context_size=context_size, context_layers=flow_context_layers,
-                                    init=flow_init, name="hidden_flow")
+                                    init=flow_init, name="hidden_flow", dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         if self.conditioner is not None and not self.conditioner.built:

@@ -49,11 +49,14 @@ class TimeConditioner(keras.layers.Layer):
         self.units = int(units)
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
-        self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
+        policy = self.dtype_policy  # the sublayers compute in this layer's precision
+        self.dropouts = [keras.layers.Dropout(self.dropout, name=f"dropout_{i}", dtype=policy)
                          for i in range(self.num_layers)]
-        self.lstms = [FastLSTM(self.units, name=f"lstm_{i}") for i in range(self.num_layers)]
+        self.lstms = [FastLSTM(self.units, name=f"lstm_{i}", dtype=policy)
+                      for i in range(self.num_layers)]
         self.initial_state_net = keras.layers.Dense(2 * self.num_layers * self.units,
-                                                    activation="tanh", name="initial_state")
+                                                    activation="tanh", name="initial_state",
+                                                    dtype=policy)
 
     def build(self, input_shape=None):
         self.start = self.add_weight(shape=(self.input_size,), initializer="zeros", name="start")

@@ -109,8 +109,8 @@ class TrainConfig:
         if flowless and (self.flow_context, self.flow_init) != ("all", "glorot"):
             raise ValueError(f"flow_context and flow_init apply to flow priors only; model "
                              f"{self.model!r} has none")
-        if self.mixed_precision not in ("off", "auto"):
-            raise ValueError(f"mixed_precision must be off or auto, got {self.mixed_precision!r}")
+        if self.mixed_precision not in ("off", "auto", "on"):
+            raise ValueError(f"mixed_precision must be off, auto or on, got {self.mixed_precision!r}")
         if self.strategy not in ("auto", "default", "mirrored", "multiworker"):
             raise ValueError(f"unknown strategy {self.strategy!r}")
         if self.optimizer not in ("adam", "sgd"):
@@ -256,7 +256,9 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                         help="start the optimizer's moments and step count afresh at each learning-"
                              "rate decay, as the reference trainer does (it makes a new Adam); "
                              "default: off, the moments carry over")
-    parser.add_argument("--mixed-precision", choices=("off", "auto"))
+    parser.add_argument("--mixed-precision", choices=("off", "auto", "on"),
+                        help="mixed_float16 compute: 'auto' when a GPU is visible, 'on' always "
+                             "(slow on CPUs; for tests), 'off' (default) never")
     parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"))
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                         help="compile the training and evaluation steps with XLA (batches padded "

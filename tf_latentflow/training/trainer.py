@@ -104,9 +104,11 @@ def length_model(config: TrainConfig, bundle: DataBundle) -> D.LengthModel:
     return model
 
 
-def build_model(config: TrainConfig, lengths_model: D.LengthModel, vocab_size: int | None):
-    """LatentFlowVAE or LSTMBaseline with the configured sizes."""
-    output = dict(vocab_size=vocab_size) if config.is_text else dict(num_notes=88)
+def build_model(config: TrainConfig, lengths_model: D.LengthModel, vocab_size: int | None,
+                policy: str = "float32"):
+    """LatentFlowVAE or LSTMBaseline with the configured sizes, computing in `policy`."""
+    output = dict(vocab_size=vocab_size, dtype=policy) if config.is_text else dict(
+        num_notes=88, dtype=policy)
     if config.is_baseline:
         return LSTMBaseline(max_length=lengths_model.max_length, embedding_size=config.embedding_size,
                             hidden_units=config.hidden_units, dropout=config.baseline_dropout,
@@ -178,11 +180,12 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def configure_precision(mode: str) -> str:
-    """'mixed_float16' on a GPU when mode is 'auto', else 'float32'; sets the global policy."""
-    policy = "mixed_float16" if mode == "auto" and tf.config.list_logical_devices("GPU") else "float32"
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
+def resolve_precision(mode: str) -> str:
+    """The run's dtype policy: 'mixed_float16' for mode 'on', and for 'auto' when a GPU is
+    visible; else 'float32'. It is given to the model explicitly (Keras's global policy is
+    never touched, so nothing else in the process changes precision)."""
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    return "mixed_float16" if mode == "on" or (mode == "auto" and gpu) else "float32"
 
 
 class TrainState(tf.Module):
@@ -269,13 +272,15 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if not force_new:
             self.check_resumable()
-        self.policy = configure_precision(config.mixed_precision)
+        self.policy = resolve_precision(config.mixed_precision)
+        if not force_new:
+            self.check_precision()
         keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
         self.strategy = select_strategy(config.strategy)
         self.bundle = bundle or load_data(config)
         vocab_size = len(self.bundle.vocabulary) if self.bundle.vocabulary else None
         with self.strategy.scope():
-            self.model = build_model(config, length_model(config, self.bundle), vocab_size)
+            self.model = build_model(config, length_model(config, self.bundle), vocab_size, self.policy)
             # No clipnorm here: Keras clips each replica's gradient before the all-reduce;
             # the step clips the summed gradient instead (clip_across_replicas).
             optimizer = (keras.optimizers.Adam(learning_rate=config.learning_rate,
@@ -491,6 +496,20 @@ class Trainer:
         if changed:  # e.g. more --epochs; the new values apply from the resumed epoch on
             self.log("resuming with changed settings: " + ", ".join(
                 f"{key} {old!r} -> {new!r}" for key, (old, new) in sorted(changed.items())))
+
+    def check_precision(self):
+        """Refuse to resume a run in another precision than it was trained in (a mixed
+        float16 run's checkpoints hold a loss-scale optimizer; its numbers another rounding)."""
+        path = self.output_dir / "config.json"
+        if not path.exists() or tf.train.latest_checkpoint(
+                str(self.output_dir / "checkpoints" / "latest")) is None:
+            return
+        saved = json.loads(path.read_text()).get("precision_policy", "float32")
+        if saved != self.policy:
+            raise ConfigMismatch(
+                f"{self.output_dir} was trained with the {saved} policy and would resume with "
+                f"{self.policy} (--mixed-precision {self.config.mixed_precision} on this machine); "
+                f"resume it where it can run in {saved}, or pass --force-new to start over")
 
     def clear_previous_run(self):
         for name in ("checkpoints", "tensorboard"):
