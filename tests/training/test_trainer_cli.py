@@ -52,6 +52,14 @@ def test_cli_trains_evaluates_and_prints_the_table(tmp_path, capsys):
 def test_cli_runs_every_model(tmp_path, model):
     assert run_cli(tmp_path, model) == 0
     check_results(tmp_path, model)
+    # independent value: a new process state restoring the best checkpoint (--evaluate-only)
+    # must reproduce the evaluation exactly (the importance samples are seeded)
+    first = json.loads((tmp_path / model / "results.json").read_text())
+    assert run_cli(tmp_path, model, "--evaluate-only") == 0
+    again = json.loads((tmp_path / model / "results.json").read_text())
+    for split in ("validation", "test"):
+        assert again[split]["nll"] == pytest.approx(first[split]["nll"], rel=1e-6)
+    assert again["best_epoch"] == first["best_epoch"]
 
 
 @pytest.mark.parametrize("flags, message", [
