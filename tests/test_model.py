@@ -221,7 +221,7 @@ def test_every_trainable_variable_receives_a_gradient(prior):
     assert any("prior" in n for n in names) == (prior != "standard-normal")
     assert sum("embeddings" in n for n in names) == 1  # tied: one matrix for input and output
     for v, g in zip(variables, tape.gradient(loss, variables)):
-        assert g is not None and np.abs(np.asarray(g)).max() > 0, v.path
+        assert g is not None and np.abs(tf.convert_to_tensor(g).numpy()).max() > 0, v.path
     assert not any(v is model.length_model.probs for v in variables)
 
 
@@ -327,3 +327,44 @@ def test_the_models_policy_reaches_every_sublayer_without_the_global_one(prior):
     x, lengths = random_x(np.random.default_rng(3), False, [4, 2], 4)
     out = model.elbo(x, lengths, num_samples=2, seed=1)
     assert out["loss"].dtype == tf.float32 and np.all(np.isfinite(out["loss"].numpy()))
+
+
+def _ops_of(concrete):
+    """Every op type in a traced function, including its loops' and conditions' bodies."""
+    graph_def = concrete.graph.as_graph_def()
+    ops = [node.op for node in graph_def.node]
+    for function in graph_def.library.function:
+        ops += [node.op for node in function.node_def]
+    return ops
+
+
+@pytest.mark.parametrize("prior", ["af-af", "af-scf", "iaf-scf", "standard-normal"])
+def test_no_one_hot_t_features_are_built_in_training_or_sampling(prior):
+    """The T-features enter every LSTM as rows of its kernel (two gathers per step), never
+    as a [B, T, 2 x T_max] one-hot tensor: no OneHot op in the ELBO (with its gradients)
+    or the sampler."""
+    model = tiny(prior, False)
+    x, lengths = random_x(np.random.default_rng(5), False, [4, 2], 4)
+
+    @tf.function
+    def train(x, lengths):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model.elbo(x, lengths, num_samples=1, seed=1, training=True)["loss"])
+        return tape.gradient(loss, model.trainable_variables)
+
+    sample = tf.function(lambda lengths: model.sample(2, lengths=lengths, seed=3))
+    for concrete in (train.get_concrete_function(tf.constant(x), tf.constant(lengths)),
+                     sample.get_concrete_function(tf.constant([4, 2]))):
+        assert "OneHot" not in _ops_of(concrete)
+
+
+def test_no_one_hot_t_features_in_the_lstm_baseline():
+    from tf_latentflow.baseline import LSTMBaseline
+
+    model = LSTMBaseline(MAX_LENGTH, num_notes=NOTES, embedding_size=6, hidden_units=6)
+    x, lengths = random_x(np.random.default_rng(6), False, [4, 2], 4)
+    nll = tf.function(lambda x, lengths: model.nll(x, lengths))
+    sample = tf.function(lambda lengths: model.sample(2, lengths=lengths, seed=3))
+    for concrete in (nll.get_concrete_function(tf.constant(x), tf.constant(lengths)),
+                     sample.get_concrete_function(tf.constant([4, 2]))):
+        assert "OneHot" not in _ops_of(concrete)

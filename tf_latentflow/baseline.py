@@ -43,7 +43,6 @@ import tensorflow as tf
 from keras import ops
 
 from tf_latentflow.data.length_model import LengthModel
-from tf_latentflow.data.t_features import t_features, t_features_at
 from tf_latentflow.layers.lstm import FastLSTM
 from tf_latentflow.seeds import as_stateless_seed as _as_seed
 
@@ -199,10 +198,11 @@ class LSTMBaseline(keras.Model):
                                 tf.stack([tf.shape(emb)[0], 1, self.embedding_size]))
         prev = tf.concat([start, emb[:, :-1]], axis=1)  # E(x_{t-1}), E(x_{-1}) = s
         prev = self.input_dropout(prev, training=training)
-        feats = t_features(lengths, steps, self.max_length, dtype=self.compute_dtype)
-        h = tf.concat([prev, feats], axis=-1)
-        for layer, drop in zip(self.lstm_layers, self.lstm_dropouts):
-            h = drop(layer(h), training=training)
+        h = prev
+        for i, (layer, drop) in enumerate(zip(self.lstm_layers, self.lstm_dropouts)):
+            # the first layer's T-features enter as rows of its kernel (FastLSTM.t_feature_rows)
+            rows = layer.t_feature_rows(lengths, steps, self.max_length) if i == 0 else None
+            h = drop(layer(h, t_rows=rows), training=training)
         return self._output_logits(h)
 
     def call(self, inputs, training=False):
@@ -284,10 +284,11 @@ class LSTMBaseline(keras.Model):
         out = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None] + event_shape))
 
         def body(t, prev, states, out):
-            h = tf.concat([prev, t_features_at(t, lengths, self.max_length, dtype=dtype)], axis=-1)
+            h = prev
             new_states = []
-            for cell, (h_state, c_state) in zip(cells, states):
-                h, (h_new, c_new) = cell.step(h, [h_state, c_state])
+            for i, (cell, (h_state, c_state)) in enumerate(zip(cells, states)):
+                row = cell.t_feature_rows_at(t, lengths, self.max_length) if i == 0 else None
+                h, (h_new, c_new) = cell.step(h, [h_state, c_state], t_row=row)
                 new_states.append((h_new, c_new))
             logits = self._output_logits(h)  # [N, V] float32
             seed_t = tf.random.experimental.stateless_fold_in(step_seed, tf.cast(t, tf.int64))

@@ -54,3 +54,24 @@ def test_dynamic_shapes_in_tf_function():
 def test_lengths_beyond_depth_are_refused():
     with pytest.raises(tf.errors.InvalidArgumentError, match="exceeds the one-hot depth"):
         D.t_features([4], 4, depth=3)
+
+
+def test_feature_rows_equal_the_one_hot_product_without_building_it():
+    rng = np.random.default_rng(0)
+    depth, steps = 7, 6
+    lengths = np.array([6, 3, 0, 7], np.int32)[:3]  # full, padded, empty
+    weights = rng.normal(size=(2 * depth, 5)).astype(np.float32)
+    expected = D.t_features(lengths, steps, depth).numpy() @ weights
+    rows = D.t_feature_rows(weights, lengths, steps, depth).numpy()
+    np.testing.assert_allclose(rows, expected, rtol=1e-6, atol=1e-6)
+    assert np.all(rows[1, 3:] == 0) and np.all(rows[2] == 0)  # padding steps: zero
+    for t in range(steps):
+        np.testing.assert_allclose(D.t_feature_rows_at(weights, t, lengths, depth).numpy(),
+                                   expected[:, t], rtol=1e-6, atol=1e-6)
+    # gradients reach exactly the two rows of each valid step
+    w = tf.Variable(weights)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(D.t_feature_rows(w, lengths, steps, depth))
+    grad = tf.convert_to_tensor(tape.gradient(total, w)).numpy()
+    counts = D.t_features(lengths, steps, depth).numpy().sum(axis=(0, 1))
+    np.testing.assert_allclose(grad, np.repeat(counts[:, None], 5, axis=1))

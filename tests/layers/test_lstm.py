@@ -115,3 +115,25 @@ def test_empty_sequence_gives_empty_output_and_zero_state_gradients():
     # and the same traced function still differentiates a non-empty sequence
     _, dh0, _, _ = outputs_and_gradients(tf.ones([2, 3, 3]))
     assert np.any(dh0.numpy() != 0)
+
+
+def test_t_feature_rows_equal_concatenated_one_hot_features():
+    """`call(x, t_rows=...)` and `step(x_t, state, t_row=...)` equal the layer on
+    concat([x, t_features]) (the same kernel: its last 2 * depth rows multiply them)."""
+    from tf_latentflow.data.t_features import t_features, t_features_at
+
+    rng = np.random.default_rng(4)
+    depth, steps, size = 6, 5, 3
+    lengths = np.array([5, 2], np.int32)
+    x = rng.normal(size=(2, steps, size)).astype(np.float32)
+    layer = FastLSTM(4)
+    layer.build((None, None, size + 2 * depth))
+    layer.kernel.assign(rng.normal(scale=0.5, size=layer.kernel.shape).astype(np.float32))
+    full = tf.concat([x, t_features(lengths, steps, depth)], axis=-1)
+    np.testing.assert_allclose(layer(x, t_rows=layer.t_feature_rows(lengths, steps, depth)).numpy(),
+                               layer(full).numpy(), rtol=1e-5, atol=1e-6)
+    state = layer.zero_state(2)
+    for t in range(steps):
+        got, _ = layer.step(x[:, t], state, t_row=layer.t_feature_rows_at(t, lengths, depth))
+        want, _ = layer.step(tf.concat([x[:, t], t_features_at(t, lengths, depth)], -1), state)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

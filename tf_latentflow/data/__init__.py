@@ -24,11 +24,12 @@ from tf_latentflow.data.errors import DataError, MissingDataError
 from tf_latentflow.data.length_model import LengthModel, empirical_length_probs
 from tf_latentflow.data.pipeline import (BatchConfig, distribute_batches, make_batches,
                                          quantile_boundaries, split_lengths, to_sequences, unpad)
-from tf_latentflow.data.t_features import PAD_INDEX, t_features, t_features_at, t_indices
+from tf_latentflow.data.t_features import (PAD_INDEX, t_feature_rows, t_feature_rows_at, t_features,
+                                           t_features_at, t_indices)
 
 __all__ = [
     "ALIASES", "DATASETS", "canonical_name", "prepare", "DataError", "MissingDataError",
     "LengthModel", "empirical_length_probs", "BatchConfig", "distribute_batches", "make_batches",
     "quantile_boundaries", "split_lengths", "to_sequences", "unpad", "PAD_INDEX", "t_features",
-    "t_features_at", "t_indices",
+    "t_features_at", "t_indices", "t_feature_rows", "t_feature_rows_at",
 ]

@@ -9,8 +9,9 @@ vectors per step t = 0..T-1:
 
 with depth = T_max of the length model, so valid steps have indices in
 0..depth-1. Multiplying the features by a [2*depth, H] matrix W is the same as
-the embedding lookup  W_start[from_start[t]] + W_end[from_end[t]]; use
-`t_indices` for that form.
+the embedding lookup  W_start[from_start[t]] + W_end[from_end[t]]:
+`t_feature_rows` computes that form (the layers use it, so no one-hot tensor is
+built in training or sampling); `t_indices` gives the indices.
 
 Padding convention: a step t >= T (padding in a batch) has both indices equal to
 PAD_INDEX = -1, and therefore all-zero features (tf.one_hot of -1 is zero).
@@ -81,3 +82,34 @@ def t_features_at(t, lengths, depth, *, validate_args: bool = True, dtype=tf.flo
         from_end = tf.where(valid, lengths - 1 - t, pad)
         return tf.concat([tf.one_hot(from_start, depth, dtype=dtype),
                           tf.one_hot(from_end, depth, dtype=dtype)], axis=-1)
+
+
+def t_feature_rows(weights, lengths, max_steps, depth) -> tf.Tensor:
+    """t_features(lengths, max_steps, depth) @ weights without the one-hot matrix.
+
+    weights: [2 * depth, N] (the rows of a kernel that multiply the T-features). Returns
+    [B, max_steps, N] = weights[t] + weights[depth + T - 1 - t] at valid steps, 0 at
+    padding steps: two row gathers instead of a [B, max_steps, 2 * depth] tensor and its
+    product (depth is 2 x 2235 for Nottingham, 2 x 4821 for Piano-midi).
+    """
+    from_start, from_end = t_indices(lengths, max_steps)
+    return _rows(weights, from_start, from_end, depth)
+
+
+def t_feature_rows_at(weights, t, lengths, depth) -> tf.Tensor:
+    """[B, N]: t_feature_rows(weights, lengths, max_steps, depth)[:, t] for one step t."""
+    lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
+    t = tf.cast(t, tf.int32)
+    valid = t < lengths
+    pad = tf.constant(PAD_INDEX, tf.int32)
+    from_start = tf.where(valid, tf.fill(tf.shape(lengths), t), pad)
+    from_end = tf.where(valid, lengths - 1 - t, pad)
+    return _rows(weights, from_start, from_end, depth)
+
+
+def _rows(weights, from_start, from_end, depth):
+    weights = tf.convert_to_tensor(weights)
+    valid = from_start >= 0
+    start = tf.gather(weights, tf.where(valid, from_start, 0))
+    end = tf.gather(weights, tf.where(valid, depth + from_end, 0))
+    return (start + end) * tf.cast(valid, weights.dtype)[..., tf.newaxis]

@@ -37,7 +37,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_latentflow.data.t_features import t_features
 from tf_latentflow.layers.inference import INIT_RANGE, StackedBiLSTM, SymbolEmbedding
 from tf_latentflow.seeds import as_stateless_seed
 
@@ -128,9 +127,8 @@ class Emission(keras.layers.Layer):
         z = tf.cast(tf.convert_to_tensor(z), self.compute_dtype)
         valid = tf.sequence_mask(lengths, tf.shape(z)[1], dtype=z.dtype)[..., tf.newaxis]
         z = z * valid
-        feats = t_features(lengths, tf.shape(z)[1], self.max_length, dtype=z.dtype)
-        f, b = self.bilstm(tf.concat([self.z_dropout(z, training=training), feats], axis=-1), lengths,
-                           training=training)
+        f, b = self.bilstm(self.z_dropout(z, training=training), lengths, training=training,
+                           t_depth=self.max_length)  # T-features as kernel rows (StackedBiLSTM)
         # f_{t-1} (zero initial state at t = 0) and b_{t+1} (b is zero at t >= T, so b_T = 0).
         f_prev = tf.pad(f[:, :-1], [[0, 0], [1, 0], [0, 0]])
         b_next = tf.pad(b[:, 1:], [[0, 0], [0, 1], [0, 0]])

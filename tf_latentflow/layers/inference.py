@@ -42,7 +42,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_latentflow.data.t_features import t_features
 from tf_latentflow.layers.lstm import FastLSTM
 from tf_latentflow.seeds import as_stateless_seed
 
@@ -169,13 +168,24 @@ class StackedBiLSTM(keras.layers.Layer):
             size = 2 * self.units
         self.built = True
 
-    def call(self, inputs, lengths, training=False):
+    def call(self, inputs, lengths, training=False, t_depth=None):
+        """t_depth: when given, `inputs` lack the T-features of that depth, which the first
+        layer adds as rows of its kernels (`FastLSTM.t_feature_rows`): the same result as
+        concatenating `t_features(lengths, T, t_depth)` to `inputs`, without building them."""
         lengths = tf.cast(lengths, tf.int32)
-        valid = tf.sequence_mask(lengths, tf.shape(inputs)[1], dtype=self.compute_dtype)[..., tf.newaxis]
+        steps = tf.shape(inputs)[1]
+        valid = tf.sequence_mask(lengths, steps, dtype=self.compute_dtype)[..., tf.newaxis]
         h = tf.cast(inputs, self.compute_dtype) * valid
-        for fwd, bwd, drop in zip(self.forward_layers, self.backward_layers, self.dropouts):
-            f = fwd(h, training=training)
-            b = _reverse_within_length(bwd(_reverse_within_length(h, lengths), training=training), lengths)
+        for i, (fwd, bwd, drop) in enumerate(zip(self.forward_layers, self.backward_layers,
+                                                 self.dropouts)):
+            f_rows = b_rows = None
+            if i == 0 and t_depth:
+                f_rows = fwd.t_feature_rows(lengths, steps, t_depth)
+                # the backward layer reads the reversed sequence, and so its features
+                b_rows = _reverse_within_length(bwd.t_feature_rows(lengths, steps, t_depth), lengths)
+            f = fwd(h, t_rows=f_rows, training=training)
+            b = _reverse_within_length(bwd(_reverse_within_length(h, lengths), t_rows=b_rows,
+                                           training=training), lengths)
             f = drop(f, training=training) * valid
             b = drop(b, training=training) * valid
             h = tf.concat([f, b], axis=-1)
@@ -254,8 +264,7 @@ class InferenceNetwork(keras.layers.Layer):
         x = tf.convert_to_tensor(x)
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         emb = self.embedding_dropout(self.embedding(_zero_padding(x, lengths)), training=training)
-        feats = t_features(lengths, tf.shape(x)[1], self.max_length, dtype=emb.dtype)
-        f, b = self.bilstm(tf.concat([emb, feats], axis=-1), lengths, training=training)
+        f, b = self.bilstm(emb, lengths, training=training, t_depth=self.max_length)
         params = self.head(tf.cast(tf.concat([f, b], axis=-1), tf.float32))
         mu, log_var = tf.split(params, 2, axis=-1)
         return mu, bound_log_var(log_var)

@@ -24,6 +24,8 @@ matrix through memory T times and made the backward pass ~4x the forward.
 import keras
 import tensorflow as tf
 
+from tf_latentflow.data.t_features import t_feature_rows, t_feature_rows_at
+
 __all__ = ["FastLSTM", "lstm_recurrence"]
 
 
@@ -133,10 +135,21 @@ class FastLSTM(keras.layers.Layer):
         zeros = tf.zeros(tf.stack([batch_size, self.units]), dtype=dtype)
         return [zeros, zeros]
 
-    def call(self, inputs, initial_state=None):
+    def call(self, inputs, initial_state=None, t_rows=None):
+        """inputs [B, T, D] -> [B, T, units].
+
+        t_rows: optional [B, T, 4 units] added to the input projection: the part of the
+        kernel's input rows after the first D, already gathered (`t_feature_rows`), so
+        that `call(x, t_rows=self.t_feature_rows(lengths, T, depth))` equals
+        `call(concat([x, t_features(lengths, T, depth)], -1))` without the one-hot tensor.
+        """
         inputs = tf.convert_to_tensor(inputs)
         kernel, recurrent, bias = self._weights(inputs.dtype)
+        if t_rows is not None:
+            kernel = kernel[: inputs.shape[-1]]
         projected = tf.tensordot(inputs, kernel, axes=1) + bias
+        if t_rows is not None:
+            projected = projected + tf.cast(t_rows, projected.dtype)
         if initial_state is None:
             initial_state = self.zero_state(tf.shape(inputs)[0], inputs.dtype)
         h0, c0 = [tf.cast(s, inputs.dtype) for s in initial_state]
@@ -144,13 +157,25 @@ class FastLSTM(keras.layers.Layer):
         hs = lstm_recurrence(tf.transpose(projected, [1, 0, 2]), recurrent, h0, c0)
         return tf.transpose(hs, [1, 0, 2])
 
+    def t_feature_rows(self, lengths, steps, depth, dtype=None):
+        """[B, steps, 4 units]: the T-features' part of the input projection, for inputs
+        whose last 2 * depth columns would be `t_features(lengths, steps, depth)`."""
+        kernel = self._weights(dtype or self.compute_dtype)[0]
+        return t_feature_rows(kernel[-2 * depth:], lengths, steps, depth)
+
+    def t_feature_rows_at(self, t, lengths, depth, dtype=None):
+        """[B, 4 units]: `t_feature_rows(...)[:, t]` for one step t (step-by-step loops)."""
+        kernel = self._weights(dtype or self.compute_dtype)[0]
+        return t_feature_rows_at(kernel[-2 * depth:], t, lengths, depth)
+
     def _weights(self, dtype):
         """Kernel, recurrent kernel and bias in `dtype` (the compute dtype under mixed precision)."""
         return [tf.cast(w, dtype) for w in (self.kernel, self.recurrent_kernel, self.bias)]
 
-    def step(self, x_t, state):
+    def step(self, x_t, state, t_row=None):
         """One step: `(h_t, [h_t, c_t])` from x_t `[B, D]` and state `[h, c]`.
 
+        t_row: optional `[B, 4 units]` (`t_feature_rows_at`), as `t_rows` of `call`.
         Runs outside Keras's `__call__` (inside a `tf.while_loop`), so it casts to
         the compute dtype itself.
         """
@@ -158,7 +183,11 @@ class FastLSTM(keras.layers.Layer):
         kernel, recurrent, bias = self._weights(dtype)
         x_t = tf.cast(x_t, dtype)
         h, c = [tf.cast(s, dtype) for s in state]
+        if t_row is not None:
+            kernel = kernel[: x_t.shape[-1]]
         z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent) + bias
+        if t_row is not None:
+            z = z + tf.cast(t_row, dtype)
         h, c = self._gates(z, c)
         return h, [h, c]
 

@@ -17,7 +17,7 @@ of its inputs (what `serial_scan` needs).
 import keras
 import tensorflow as tf
 
-from tf_latentflow.data.t_features import t_features, t_features_at
+from tf_latentflow.data.t_features import t_feature_rows_at
 from tf_latentflow.layers.lstm import FastLSTM
 
 __all__ = ["TimeConditioner"]
@@ -70,7 +70,11 @@ class TimeConditioner(keras.layers.Layer):
 
     def initial_state(self, lengths):
         """Per layer `[h, c]`, each `[B, units]`, a learned function of T."""
-        flat = self.initial_state_net(t_features_at(0, lengths, self.max_length))
+        # tanh(t_features_at(0) @ W + b) with the features as two rows of W
+        net = self.initial_state_net
+        kernel = tf.cast(net.kernel, net.compute_dtype)
+        flat = tf.tanh(t_feature_rows_at(kernel, 0, lengths, self.max_length)
+                       + tf.cast(net.bias, net.compute_dtype))
         parts = tf.split(flat, 2 * self.num_layers, axis=-1)
         return [[parts[2 * i], parts[2 * i + 1]] for i in range(self.num_layers)]
 
@@ -85,15 +89,19 @@ class TimeConditioner(keras.layers.Layer):
         batch, steps = tf.shape(sequence)[0], tf.shape(sequence)[1]
         shifted = tf.concat([self.start_input(batch, sequence.dtype)[:, tf.newaxis],
                              sequence[:, :-1]], axis=1)
-        features = t_features(lengths, steps, self.max_length, dtype=sequence.dtype)
-        h = tf.concat([shifted, features], axis=-1)
-        for lstm, dropout, state in zip(self.lstms, self.dropouts, self.initial_state(lengths)):
-            h = dropout(lstm(h, initial_state=state), training=training)
+        h = shifted
+        for i, (lstm, dropout, state) in enumerate(zip(self.lstms, self.dropouts,
+                                                       self.initial_state(lengths))):
+            # the first layer's T-features enter as rows of its kernel (FastLSTM.t_feature_rows)
+            rows = lstm.t_feature_rows(lengths, steps, self.max_length) if i == 0 else None
+            h = dropout(lstm(h, initial_state=state, t_rows=rows), training=training)
         return h
 
     def step_features(self, lengths, steps, dtype=tf.float32):
-        """The T-features of every step, time-major `[steps, B, 2 * max_length]`."""
-        return tf.transpose(t_features(lengths, steps, self.max_length, dtype=dtype), [1, 0, 2])
+        """The T-features' part of the first LSTM layer's input projection at every step,
+        time-major `[steps, B, 4 * units]` (kernel rows, `FastLSTM.t_feature_rows`)."""
+        rows = self.lstms[0].t_feature_rows(lengths, steps, self.max_length, dtype=dtype)
+        return tf.transpose(rows, [1, 0, 2])
 
     def dropout_masks(self, batch_size, steps, dtype=tf.float32):
         """Training-mode dropout multipliers for `step`: per layer `[steps, B, units]`,
@@ -107,14 +115,14 @@ class TimeConditioner(keras.layers.Layer):
 
     def step(self, previous, features, states, masks=()):
         """One step: `(h_t [B, units], new states)` from s_{t-1} `[B, input_size]`, the
-        step's T-features `[B, 2 * max_length]` and the layers' `[h, c]` states.
+        step's slice of `step_features` `[B, 4 * units]` and the layers' `[h, c]` states.
 
         masks: the step's slice of `dropout_masks` in training, `()` otherwise.
         """
-        h = tf.concat([previous, tf.cast(features, previous.dtype)], axis=-1)
+        h = previous
         new_states = []
         for i, (lstm, state) in enumerate(zip(self.lstms, states)):
-            h, state = lstm.step(h, state)
+            h, state = lstm.step(h, state, t_row=features if i == 0 else None)
             new_states.append(list(state))
             if masks:
                 h = h * tf.cast(masks[i], h.dtype)

@@ -374,6 +374,10 @@ class Trainer:
                 loss = tf.reduce_sum(per_step) / global_sequences
                 scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
             gradients = tape.gradient(scaled, model.trainable_variables)
+            # Row gathers (the T-feature rows of a kernel) give IndexedSlices; clipping and
+            # the all-reduce want dense tensors of the weight's shape.
+            gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                         for g in gradients]
             kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"])) / global_sequences
             return loss, kl, gradients
 
