@@ -45,6 +45,16 @@ def t_indices(lengths, max_steps) -> tuple[tf.Tensor, tf.Tensor]:
     return from_start, from_end
 
 
+def t_indices_at(t, lengths) -> tuple[tf.Tensor, tf.Tensor]:
+    """(from_start, from_end) of the single step t (a scalar), each int32 [B]."""
+    lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
+    t = tf.cast(t, tf.int32)
+    valid = t < lengths
+    pad = tf.constant(PAD_INDEX, tf.int32)
+    return (tf.where(valid, tf.fill(tf.shape(lengths), t), pad),
+            tf.where(valid, lengths - 1 - t, pad))
+
+
 def _check_depth(lengths, depth, validate_args):
     if not validate_args:
         return []
@@ -74,12 +84,7 @@ def t_features_at(t, lengths, depth, *, validate_args: bool = True, dtype=tf.flo
     meant for step-by-step loops (tf.while_loop samplers).
     """
     with tf.control_dependencies(_check_depth(lengths, depth, validate_args)):
-        lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
-        t = tf.cast(t, tf.int32)
-        valid = t < lengths
-        pad = tf.constant(PAD_INDEX, tf.int32)
-        from_start = tf.where(valid, tf.fill(tf.shape(lengths), t), pad)
-        from_end = tf.where(valid, lengths - 1 - t, pad)
+        from_start, from_end = t_indices_at(t, lengths)
         return tf.concat([tf.one_hot(from_start, depth, dtype=dtype),
                           tf.one_hot(from_end, depth, dtype=dtype)], axis=-1)
 
@@ -98,12 +103,7 @@ def t_feature_rows(weights, lengths, max_steps, depth) -> tf.Tensor:
 
 def t_feature_rows_at(weights, t, lengths, depth) -> tf.Tensor:
     """[B, N]: t_feature_rows(weights, lengths, max_steps, depth)[:, t] for one step t."""
-    lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
-    t = tf.cast(t, tf.int32)
-    valid = t < lengths
-    pad = tf.constant(PAD_INDEX, tf.int32)
-    from_start = tf.where(valid, tf.fill(tf.shape(lengths), t), pad)
-    from_end = tf.where(valid, lengths - 1 - t, pad)
+    from_start, from_end = t_indices_at(t, lengths)
     return _rows(weights, from_start, from_end, depth)
 
 
