@@ -256,7 +256,7 @@ def test_a_run_saved_before_the_kl_start_weight_existed_resumes_only_as_it_train
                             bundle=synthetic_bundle(), log=lambda *_: None)
 
 
-@pytest.mark.parametrize("shape", ["reference", "early"])
+@pytest.mark.parametrize("shape", ["reference", pytest.param("early", marks=pytest.mark.slow)])
 def test_the_logged_kl_weights_follow_the_configured_schedule(tmp_path, shape):
     config = config_for(tmp_path, shape, epochs=4, kl_zero_epochs=1, kl_ramp_epochs=2,
                         kl_start_weight=1e-5, kl_schedule=shape, adam_epsilon=1e-8)
