@@ -270,10 +270,9 @@ class Trainer:
         self.log = log
         self.output_dir = pathlib.Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if not force_new:
-            self.check_resumable()
         self.policy = resolve_precision(config.mixed_precision)
         if not force_new:
+            self.check_resumable()
             self.check_precision()
         keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
         self.strategy = select_strategy(config.strategy)
