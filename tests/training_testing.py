@@ -5,9 +5,10 @@ import tensorflow as tf
 
 from tf_latentflow.training import trainer as trainer_lib
 
-# Model sizes small enough that a few epochs train in seconds.
+# Model sizes small enough that a few epochs train in seconds; graph execution (XLA, the
+# trainer's default, is tested where it is named: a compile per shape would dominate).
 TINY = dict(latent_size=4, embedding_size=8, hidden_units=8, prior_lstm_units=8, num_flow_layers=2,
-            flow_hidden_units=(8,), eval_batch_size=4, nll_samples=3, num_buckets=1)
+            flow_hidden_units=(8,), eval_batch_size=4, nll_samples=3, num_buckets=1, jit_compile=False)
 
 
 def synthetic_music_bundle(seed=0, sizes=(12, 6, 6), max_len=9) -> trainer_lib.DataBundle:

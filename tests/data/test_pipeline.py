@@ -36,7 +36,8 @@ def test_music_round_trip_and_mask():
     ds, rolls = _music_examples([5, 1, 9, 3, 3])
     got = []
     for batch in D.make_batches(ds, D.BatchConfig(batch_size=2)).as_numpy_iterator():
-        assert set(batch) == {"x", "lengths", "mask"}
+        assert set(batch) == {"x", "lengths", "mask", "weight"}
+        np.testing.assert_array_equal(batch["weight"], np.ones(len(batch["lengths"])))
         assert batch["x"].dtype == np.float32 and batch["lengths"].dtype == np.int32
         assert batch["mask"].dtype == np.float32 and batch["mask"].shape == batch["x"].shape[:2]
         np.testing.assert_array_equal(batch["mask"].sum(1), batch["lengths"])
@@ -76,6 +77,61 @@ def test_padding_to_a_multiple_keeps_the_sequences(kind):
     assert spec.shape.as_list() == ([None, None, 88] if kind == "music" else [None, None])
     with pytest.raises(ValueError, match="pad_to_multiple"):
         D.BatchConfig(batch_size=2, pad_to_multiple=0)
+
+
+def test_padded_length_grid():
+    """Multiples of 16 up to 256, then of 32 up to 512, of 64 up to 1024, ...: always >= T,
+    padding < 1/8 of T beyond 256, the tensor and NumPy forms equal."""
+    n = np.arange(1, 6000)
+    grid = D.padded_length(n, 16)
+    np.testing.assert_array_equal(grid, D.padded_length(tf.constant(n, tf.int32), 16).numpy())
+    assert (grid >= n).all() and (grid[n > 256] - n[n > 256] < n[n > 256] / 8).all()
+    want = {1: 16, 16: 16, 17: 32, 255: 256, 256: 256, 257: 288, 512: 512, 513: 576, 1025: 1152}
+    assert {t: D.padded_length(t, 16) for t in want} == want
+    for t, g in zip(n, grid):  # the step below 16 * 16 * 2^k is 16 * 2^k: g is a multiple of it
+        step = 16 * 2 ** max(0, int(np.ceil(np.log2(t / 256))))
+        assert g % step == 0 and g - t < step
+    assert D.padded_length(37, 1) == 37
+
+
+def test_filled_batches_have_one_batch_axis_and_weight_zero_copies():
+    """fill_batches: every batch has batch_size rows; the filler rows are copies of the
+    batch's first sequence with weight 0, and unpad drops them (each sequence once)."""
+    lengths = [5, 1, 17, 3, 16, 33, 2]
+    ds, sequences = _music_examples(lengths)
+    cfg = D.BatchConfig(batch_size=3, shuffle=True, seed=3, bucket_boundaries=(10,),
+                        pad_to_multiple=16, fill_batches=True)
+    batches = list(D.make_batches(ds, cfg).as_numpy_iterator())
+    assert D.make_batches(ds, cfg).element_spec["x"].shape.as_list() == [3, None, 88]
+    assert sum(b["weight"].sum() for b in batches) == len(lengths)
+    for b in batches:
+        assert b["x"].shape[0] == 3 and b["x"].shape[1] in (16, 48)
+        real = int(b["weight"].sum())
+        np.testing.assert_array_equal(b["weight"], [1.0] * real + [0.0] * (3 - real))
+        for row in range(real, 3):
+            np.testing.assert_array_equal(b["x"][row], b["x"][0])
+            assert b["lengths"][row] == b["lengths"][0]
+    got = sorted(s.tobytes() for b in batches for s in D.unpad(b))
+    assert got == sorted(s.astype(np.float32).tobytes() for s in sequences)
+
+
+def test_batch_shapes_cover_every_epoch():
+    """Every (rows, padded length) met over many shuffled epochs is in batch_shapes."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 300, size=40).tolist()
+    ds, _ = _text_examples(lengths)
+    boundaries = D.quantile_boundaries(lengths, 3)
+    shapes = set(D.batch_shapes(lengths, D.BatchConfig(batch_size=4, pad_to_multiple=16,
+                                                         fill_batches=True)))
+    met = set()
+    for epoch in range(8):
+        cfg = D.BatchConfig(batch_size=4, shuffle=True, seed=epoch, bucket_boundaries=boundaries,
+                            pad_to_multiple=16, fill_batches=True)
+        met |= {b["x"].shape for b in D.make_batches(ds, cfg).as_numpy_iterator()}
+    assert met <= shapes and len(met) > 3
+    assert {t for _, t in shapes} == {D.padded_length(n, 16) for n in lengths}
+    with pytest.raises(ValueError, match="fill_batches"):
+        D.batch_shapes(lengths, D.BatchConfig(batch_size=4, pad_to_multiple=16))
 
 
 def test_seeded_shuffle_is_reproducible():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_latentflow import data as D
 from tf_latentflow.training import schedules
 from tf_latentflow.training import trainer as trainer_lib
 from tf_latentflow.training.config import default_config
@@ -171,26 +172,62 @@ def test_checkpoints_without_the_epoch_position_still_resume(tmp_path, straight_
 def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
     # The LSTM baseline without dropout draws no random numbers, so the XLA run and the
     # graph run must agree up to float rounding (XLA's random streams differ from TF's
-    # kernels, so models with dropout or sampling agree only in distribution).
+    # kernels, so models with dropout or sampling agree only in distribution). Batch 5 over
+    # 12 sequences: the XLA run's last batch of each epoch holds 3 weight-0 filler rows,
+    # which must change nothing.
     runs = {}
     for jit in (False, True):
         config = default_config("jsb", "lstm", str(tmp_path / f"jit_{jit}"),
-                                **dict(TINY, epochs=2, batch_size=4, seed=3, baseline_dropout=0.0,
+                                **dict(TINY, epochs=2, batch_size=5, seed=3, baseline_dropout=0.0,
                                        jit_compile=jit))
         trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
         trainer.fit()
         history = [json.loads(line) for line in
                    (tmp_path / f"jit_{jit}" / "history.jsonl").read_text().splitlines()]
-        lengths = [b["x"].shape[1] for b in trainer_lib.batches(config, trainer.bundle, "train", epoch=0)]
-        runs[jit] = weights(trainer), history, trainer.evaluate()["test"]["nll"], lengths
+        train = list(trainer_lib.batches(config, trainer.bundle, "train", epoch=0))
+        runs[jit] = (weights(trainer), history, trainer.evaluate()["test"]["nll"],
+                     [b["x"].shape[1] for b in train], [b["x"].shape[0] for b in train])
     assert all(t % trainer_lib.XLA_TIME_MULTIPLE == 0 for t in runs[True][3])
     assert runs[False][3] != runs[True][3]  # without XLA: padded to the longest sequence only
+    assert runs[True][4] == [5, 5, 5] and runs[False][4] == [5, 5, 2]  # rows: filled with XLA
     for a, b in zip(runs[False][0], runs[True][0]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     for a, b in zip(runs[False][1], runs[True][1]):
         np.testing.assert_allclose([a["train_loss"], a["validation_loss"]],
                                    [b["train_loss"], b["validation_loss"]], rtol=1e-5)
     np.testing.assert_allclose(runs[False][2], runs[True][2], rtol=1e-5)
+
+
+def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path):
+    """With jit_compile, precompile() compiles every shape of data.batch_shapes before the
+    first step, without moving a weight, an optimizer slot or the step counter; every batch
+    of several epochs then has one of those shapes (so no compile happens after it)."""
+    config = default_config("jsb", "lstm", str(tmp_path / "pre"),
+                            **dict(TINY, epochs=4, batch_size=5, num_buckets=2, jit_compile=True))
+    bundle = synthetic_music_bundle(sizes=(12, 6, 6), max_len=40)  # lengths 3..39: 3 shapes
+    trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
+    shapes = set(D.batch_shapes(trainer.bundle.lengths["train"],
+                                trainer_lib.batch_config(config, trainer.bundle, epoch=0)))
+    met, make = [], trainer._make_train_step
+
+    def recording(element_spec):
+        step = make(element_spec)
+
+        def run(batch, *args):
+            met.append(tuple(batch["x"].shape[:2]))
+            return step(batch, *args)
+        return run
+
+    trainer._make_train_step = recording
+    trainer._train_step = recording(trainer_lib.batches(config, trainer.bundle, "train", epoch=0).element_spec)
+    before = [v.numpy().copy() for v in trainer.model.variables + trainer.optimizer.variables]
+    assert trainer.precompile() == len(shapes) > 1
+    after = [v.numpy() for v in trainer.model.variables + trainer.optimizer.variables]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    trainer.fit()
+    steps = len(list(trainer_lib.batches(config, trainer.bundle, "train", epoch=0)))
+    assert set(met) <= shapes and len(met) == 4 * steps
 
 
 @pytest.mark.slow  # ~1 min: one XLA compile per batch shape of a flow model

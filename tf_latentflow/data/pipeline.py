@@ -5,13 +5,26 @@ A batch is a dict
   x        music: float32 [B, T, 88] piano roll (0/1);  text: int32 [B, T] token ids
   lengths  int32 [B], the true lengths T_b
   mask     float32 [B, T], mask[b, t] = 1 if t < T_b else 0
+  weight   float32 [B], 1 for a sequence of the split, 0 for a filler row (below)
 
-where T is the longest length in the batch (or bucket); padded steps of x are 0
-(for text, 0 is the "<pad>" id). Sequences are shuffled with a seed (an epoch
-order is a deterministic function of the seed), optionally grouped into length
-buckets (`tf.data.Dataset.bucket_by_sequence_length`) so that little padding is
+where T is the longest length in the batch (or bucket), or that rounded up to the
+padding grid (`padded_length`); padded steps of x are 0 (for text, 0 is the
+"<pad>" id). Sequences are shuffled with a seed (an epoch order is a
+deterministic function of the seed), optionally grouped into length buckets
+(`tf.data.Dataset.bucket_by_sequence_length`) so that little padding is
 computed, then padded. With shuffle=False the order is the split's published
 order (bucketing then regroups it, deterministically).
+
+Fixed shapes for XLA (`fill_batches` with `pad_to_multiple`): XLA compiles one
+program per input shape, and a shuffled, bucketed epoch meets (batch size,
+padded length) pairs that earlier epochs did not (each bucket's last, partial
+batch has a different longest sequence every epoch). With `fill_batches` every
+batch is completed to `batch_size` rows by copies of its first sequence with
+weight 0, so the batch axis is constant, and the time axis takes one of the
+values of `padded_length` over the split's lengths (`batch_shapes` lists them):
+every shape a training run can meet is known before it starts. Copies of a real
+sequence keep every computation on filler rows finite; the losses multiply them
+by weight 0.
 
 `distribute_batches` builds the same pipeline once per input pipeline of a
 `tf.distribute.Strategy`, with per-replica batch size = global // replicas.
@@ -42,10 +55,13 @@ class BatchConfig:
       bucket_boundaries: increasing length boundaries; () disables bucketing.
         A sequence of length T goes to the first bucket with T < boundary.
       drop_remainder: drop the last incomplete batch (of every bucket).
-      pad_to_multiple: pad the time axis of every batch up to a multiple of this
-        (1: to the longest sequence only). XLA compiles one program per shape, so
-        a jit-compiled step over batches padded to multiples of 16 compiles a few
-        programs instead of one per distinct length; padded steps are masked.
+      pad_to_multiple: pad the time axis of every batch up to the grid
+        `padded_length(T, pad_to_multiple)` (1: to the longest sequence only). XLA
+        compiles one program per shape, so a jit-compiled step over batches padded
+        to multiples of 16 compiles a few programs instead of one per distinct
+        length; padded steps are masked.
+      fill_batches: complete every batch to `batch_size` rows with weight-0 copies
+        of its first sequence (a constant batch axis; module docstring).
       deterministic: keep element order deterministic in parallel maps.
       shuffle_buffer: shuffle buffer size (default: larger than any split).
     """
@@ -56,6 +72,7 @@ class BatchConfig:
     bucket_boundaries: tuple[int, ...] = ()
     drop_remainder: bool = False
     pad_to_multiple: int = 1
+    fill_batches: bool = False
     deterministic: bool = True
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
 
@@ -87,14 +104,68 @@ def to_sequences(examples: tf.data.Dataset) -> tf.data.Dataset:
     return examples.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def padded_length(steps, multiple: int):
+    """The padding grid: `steps` rounded up to a multiple of `multiple` while
+    steps <= 16 * multiple, and beyond that to a multiple of a step that doubles
+    each time the length doubles (32 above 256 for multiple 16, 64 above 512, ...):
+
+        step(T) = multiple * 2^max(0, ceil(log2(T / (16 multiple))))
+        padded_length(T) = ceil(T / step(T)) * step(T)
+
+    so padding adds less than 1/8 of a long sequence (at most `multiple` - 1 steps
+    on short ones) and lengths up to L meet O(8 log2 L) shapes, not one per length
+    (50 up to 5000 for multiple 16). Works on Python ints, NumPy arrays and int32 tensors alike.
+    """
+    if multiple <= 1:
+        return steps
+    if isinstance(steps, (int, np.integer, np.ndarray)):
+        steps = np.asarray(steps, np.int64)
+        ratio = np.maximum(steps, 1) / (16 * multiple)
+        step = multiple * 2 ** np.maximum(0, np.ceil(np.log2(ratio))).astype(np.int64)
+        out = -(-steps // step) * step
+        return int(out) if out.ndim == 0 else out
+    steps = tf.convert_to_tensor(steps, tf.int32)
+    # the same exponent with integers: smallest k >= 0 with 16 multiple 2^k >= steps
+    k = tf.zeros_like(steps)
+    for _ in range(31):
+        k = tf.where(16 * multiple * tf.bitwise.left_shift(1, k) < steps, k + 1, k)
+    step = multiple * tf.bitwise.left_shift(1, k)
+    return (steps + step - 1) // step * step
+
+
+def batch_shapes(lengths: Sequence[int], config: "BatchConfig") -> list[tuple[int, int]]:
+    """Every (rows, padded length) a batch of a split with these `lengths` can have
+    under `config` with `fill_batches`: (batch_size, padded_length(L)) for each
+    length L of the split (a batch's padded length is that of its longest sequence)."""
+    if not config.fill_batches:
+        raise ValueError("batch_shapes: the batch axis is only fixed with fill_batches=True")
+    grid = sorted({int(padded_length(int(n), config.pad_to_multiple)) for n in lengths})
+    return [(config.batch_size, t) for t in grid]
+
+
 def _pad_time(x, multiple: int):
-    """Pad axis 1 of x with zeros up to the next multiple of `multiple`."""
+    """Pad axis 1 of x with zeros up to `padded_length` of its size."""
     steps = tf.shape(x)[1]
-    extra = (-steps) % multiple
+    extra = padded_length(steps, multiple) - steps
     paddings = tf.concat([[[0, 0], [0, extra]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], axis=0)
     padded = tf.pad(x, paddings)
     padded.set_shape(x.shape[:1].concatenate([None]).concatenate(x.shape[2:]))
     return padded
+
+
+def _fill(batch, batch_size: int):
+    """Complete a batch to `batch_size` rows: copies of row 0 with weight 0."""
+    rows = tf.shape(batch["lengths"])[0]
+    missing = batch_size - rows
+
+    def complete(t):
+        filled = tf.concat([t, tf.repeat(t[:1], missing, axis=0)], axis=0)
+        filled.set_shape(tf.TensorShape([batch_size]).concatenate(t.shape[1:]))
+        return filled
+
+    weight = tf.concat([tf.ones([rows]), tf.zeros([missing])], axis=0)
+    weight.set_shape([batch_size])
+    return {"x": complete(batch["x"]), "lengths": complete(batch["lengths"]), "weight": weight}
 
 
 def _add_mask(batch, pad_to_multiple: int = 1):
@@ -102,7 +173,10 @@ def _add_mask(batch, pad_to_multiple: int = 1):
     if pad_to_multiple > 1:
         x = _pad_time(x, pad_to_multiple)
     mask = tf.sequence_mask(batch["lengths"], tf.shape(x)[1], dtype=tf.float32)
-    return {"x": x, "lengths": batch["lengths"], "mask": mask}
+    weight = batch.get("weight")
+    if weight is None:
+        weight = tf.ones(tf.shape(batch["lengths"]), tf.float32)
+    return {"x": x, "lengths": batch["lengths"], "mask": mask, "weight": weight}
 
 
 def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Dataset:
@@ -119,16 +193,22 @@ def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Data
             drop_remainder=config.drop_remainder)
     else:
         ds = ds.padded_batch(config.batch_size, drop_remainder=config.drop_remainder)
-    ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if config.fill_batches:
+        ds = ds.map(functools.partial(_fill, batch_size=config.batch_size),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def unpad(batch) -> list[np.ndarray]:
-    """The sequences of a batch without padding: [x[b, :lengths[b]] for b]."""
+    """The sequences of a batch without padding or filler rows: [x[b, :lengths[b]] for b
+    with weight[b] > 0]."""
     x, lengths = np.asarray(batch["x"]), np.asarray(batch["lengths"])
-    return [x[b, :n] for b, n in enumerate(lengths)]
+    weight = np.asarray(batch["weight"]) if "weight" in batch else np.ones(len(lengths))
+    return [x[b, :n] for b, n in enumerate(lengths) if weight[b] > 0]
 
 
 def split_lengths(examples: tf.data.Dataset) -> np.ndarray:

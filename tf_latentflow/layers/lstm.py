@@ -19,14 +19,56 @@ the backward loop carries only (dh, dc) and emits the gate gradients dz_t, and
 after the loop. Automatic differentiation of the scan instead adds h_{t-1}^T dz_t
 into a [U, 4U] accumulator at every step, which at batch 5 moves the whole
 matrix through memory T times and made the backward pass ~4x the forward.
+
+On a GPU the recurrence can run in cuDNN instead (`FastLSTM(recurrence=...)`,
+`cudnn_lstm_recurrence`). cuDNN's LSTM always multiplies its input by its own
+input kernel and adds two biases,
+
+    z_t = x'_t W' + b' + h_{t-1} U + b_U,
+
+so it is given x'_t = projected_t = x_t W + b (+ t_rows), W' = I (a constant
+[4U, 4U] identity, not a weight), b' = b_U = 0 and the layer's U: then
+z_t = projected_t + h_{t-1} U, the scan's pre-activations. The call goes through
+Keras's own TensorFlow backend (`keras.src.backend.tensorflow.rnn.lstm`, the
+function behind `keras.layers.LSTM`'s cuDNN path, with its cuDNN parameter
+packing); where it declines (no GPU, or inside an XLA compilation, where cuDNN
+has no kernel) the same recurrence runs through Keras's generic loop
+(`keras.src.backend.tensorflow.rnn.rnn`, a `tf.while_loop` over the LSTM cell,
+differentiated automatically), as `keras.layers.LSTM` does. The identity input
+kernel costs cuDNN one extra [T B, 4U] x [4U, 4U] product per layer; the generic
+loop skips it (x I = x exactly).
 """
+
+import importlib
 
 import keras
 import tensorflow as tf
 
 from tf_latentflow.data.t_features import t_feature_rows, t_feature_rows_at
 
-__all__ = ["FastLSTM", "lstm_recurrence"]
+try:  # True while tracing inside tf.function(jit_compile=True): cuDNN ops have no XLA kernel
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _in_xla
+except ImportError:  # pragma: no cover - private TF API moved
+    def _in_xla(graph):
+        return False
+
+# the module (its package re-exports the function `rnn` under the same name)
+keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+
+__all__ = ["FastLSTM", "RECURRENCES", "cudnn_lstm_recurrence", "lstm_recurrence"]
+
+RECURRENCES = ("auto", "scan", "cudnn")
+CUDNN_DTYPES = (tf.float16, tf.float32)
+
+
+def gpu_available():
+    """Whether TensorFlow sees a GPU (`recurrence="auto"` picks cuDNN then)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def in_xla_compilation():
+    """Whether the current graph is being compiled by XLA (`tf.function(jit_compile=True)`)."""
+    return not tf.executing_eagerly() and bool(_in_xla(tf.compat.v1.get_default_graph()))
 
 
 def _cell(z, c):
@@ -98,15 +140,92 @@ def lstm_recurrence(projected, recurrent, h0, c0):
     return hs, grad
 
 
+def cudnn_lstm_recurrence(projected, recurrent, h0, c0):
+    """The LSTM recurrence over batch-major inputs, in cuDNN where it can run.
+
+    Args:
+      projected: `[B, T, 4U]`, x_t W + b for every step (gate order i, f, g, o).
+      recurrent: `[U, 4U]`, the recurrent kernel.
+      h0, c0: `[B, U]` initial state.
+
+    Returns:
+      hs `[B, T, U]`: the function of `lstm_recurrence` (batch-major here, as
+      cuDNN and Keras take it). cuDNN gets input `projected`, input kernel I
+      `[4U, 4U]`, biases 0 and recurrent kernel U (module docstring); without a
+      GPU, or under XLA, Keras's generic loop runs the cell
+
+          z_t = projected_t + h_{t-1} U,   c_t = f c_{t-1} + i g,   h_t = o tanh(c_t)
+
+    and is differentiated automatically. T = 0 gives `[B, 0, U]` without running
+    either (Keras's loop reads step 0 eagerly; cuDNN at T = 0 is not relied on).
+    """
+    projected = tf.convert_to_tensor(projected)
+    units = int(recurrent.shape[0])
+    dtype = projected.dtype
+
+    def run(projected):
+        if not in_xla_compilation():
+            try:
+                _, hs, _ = keras_tf_rnn.lstm(
+                    projected, h0, c0, None, kernel=tf.eye(4 * units, dtype=dtype),
+                    recurrent_kernel=recurrent, bias=tf.zeros([4 * units], dtype),
+                    activation=tf.tanh, recurrent_activation=tf.sigmoid,
+                    return_sequences=True, time_major=False)
+                return hs
+            except NotImplementedError:  # no GPU: Keras's own fallback below
+                pass
+
+        def cell(z_t, states):  # keras.layers.LSTMCell.call (implementation 2), kernel I, bias 0
+            h, c = states
+            h, c = _cell(z_t + tf.matmul(h, recurrent), c)[:2]
+            return h, [h, c]
+
+        _, hs, _ = keras_tf_rnn.rnn(cell, projected, [h0, c0], input_length=projected.shape[1])
+        return hs
+
+    def empty():
+        return tf.zeros(tf.stack([tf.shape(projected)[0], 0, units]), dtype)
+
+    steps = projected.shape[1]
+    if steps is not None:
+        return run(projected) if steps > 0 else empty()
+    return tf.cond(tf.shape(projected)[1] > 0, lambda: run(projected), empty)
+
+
 @keras.saving.register_keras_serializable(package="tf_latentflow")
 class FastLSTM(keras.layers.Layer):
-    """`[B, T, D] -> [B, T, units]` (all steps); `step` advances one step for serial loops."""
+    """`[B, T, D] -> [B, T, units]` (all steps); `step` advances one step for serial loops.
 
-    def __init__(self, units, **kwargs):
+    recurrence: how `call` runs the time loop over the projected inputs (the
+    weights, and so checkpoints, are the same for every setting):
+      "scan":  `lstm_recurrence`, a `tf.scan` with the hand-written gradient; the
+               fast one on CPU at small batch, and XLA-compilable.
+      "cudnn": `cudnn_lstm_recurrence`, cuDNN's LSTM on a GPU (identity input
+               kernel, module docstring); elsewhere Keras's generic loop, i.e.
+               what `keras.layers.LSTM` computes on a machine without cuDNN.
+      "auto":  "cudnn" when `gpu_available()`, the compute dtype is float16 or
+               float32 and the call is not being compiled by XLA; else "scan".
+               Decided at every call (trace), not stored.
+    """
+
+    def __init__(self, units, recurrence="auto", **kwargs):
         super().__init__(**kwargs)
         if int(units) < 1:
             raise ValueError(f"FastLSTM: units must be a positive integer, got {units}")
+        if recurrence not in RECURRENCES:
+            raise ValueError(f"FastLSTM: recurrence must be one of {RECURRENCES}, got {recurrence!r}")
         self.units = int(units)
+        self.recurrence = recurrence
+
+    def resolved_recurrence(self, dtype=None):
+        """The recurrence `call` runs now ("scan" or "cudnn") for inputs of `dtype`
+        (default: the compute dtype)."""
+        if self.recurrence != "auto":
+            return self.recurrence
+        dtype = tf.as_dtype(dtype or self.compute_dtype)
+        if dtype in CUDNN_DTYPES and gpu_available() and not in_xla_compilation():
+            return "cudnn"
+        return "scan"
 
     @property
     def state_size(self):
@@ -154,6 +273,8 @@ class FastLSTM(keras.layers.Layer):
             initial_state = self.zero_state(tf.shape(inputs)[0], inputs.dtype)
         h0, c0 = [tf.cast(s, inputs.dtype) for s in initial_state]
 
+        if self.resolved_recurrence(inputs.dtype) == "cudnn":
+            return cudnn_lstm_recurrence(projected, recurrent, h0, c0)
         hs = lstm_recurrence(tf.transpose(projected, [1, 0, 2]), recurrent, h0, c0)
         return tf.transpose(hs, [1, 0, 2])
 
@@ -197,4 +318,5 @@ class FastLSTM(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["units"] = self.units
+        config["recurrence"] = self.recurrence
         return config

@@ -67,7 +67,7 @@ class TrainConfig:
     reset_optimizer_on_decay: bool = False
     mixed_precision: str = "off"
     strategy: str = "auto"
-    jit_compile: bool = False
+    jit_compile: bool = True
     scalar_map: str = "nlsq"
     nlsq_damping: bool = False
     flow_context: str = "all"
@@ -216,8 +216,19 @@ def default_config(dataset: str, model: str, output_dir: str, **overrides) -> Tr
     dataset = DATASET_ALIASES.get(dataset, dataset)
     fields = dict(dataset=dataset, model=model, output_dir=output_dir)
     fields.update(_dataset_defaults(dataset, model))
+    if overrides.get("jit_compile") is None:
+        fields["jit_compile"] = default_jit_compile()
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**fields)
+
+
+def default_jit_compile() -> bool:
+    """XLA by default on CPUs, where it measured fastest (README, Speed); off when a GPU is
+    visible, so that the LSTMs run cuDNN (`layers.FastLSTM`, recurrence "auto"), which XLA
+    cannot compile."""
+    import tensorflow as tf  # here, not at import: the config module stays light
+
+    return not tf.config.list_physical_devices("GPU")
 
 
 def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: str) -> None:
@@ -261,8 +272,10 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                              "(slow on CPUs; for tests), 'off' (default) never")
     parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"))
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile the training and evaluation steps with XLA (batches padded "
-                             "to multiples of 16 steps; one compile per shape; default: off)")
+                        help="compile the training and evaluation steps with XLA (default: on "
+                             "without a GPU, off with one, for cuDNN; "
+                             "batches padded to a grid of lengths, every training shape compiled "
+                             "before the first step); --no-jit-compile: plain graph execution")
     parser.add_argument("--scalar-map", choices=("nlsq", "affine"))
     parser.add_argument("--nlsq-damping", action=argparse.BooleanOptionalAction, default=None,
                         help="the reference code's NLSq parameterisation: raw log b, c, log d "

@@ -46,9 +46,14 @@ from tf_latentflow.training.checkpoints import (check_model_weights, checkpoint_
                                                 optimizer_objects)
 from tf_latentflow.training.config import TrainConfig, saved_value
 
-# With --jit-compile, batches are padded to a multiple of this many steps, so that XLA
-# compiles one program per (batch size, padded length) pair: ~10 for JSB.
+# With --jit-compile, batches are padded to this grid (`data.padded_length`: multiples of
+# 16 steps up to 256, coarser above) and training batches filled to the batch size, so
+# that XLA compiles one program per padded length (~10 for JSB), all before epoch 1.
 XLA_TIME_MULTIPLE = 16
+
+# The training loop reads the steps' losses back (NaN check, progress, summaries) once
+# per this many steps, not after each one.
+HOST_SYNC_STEPS = 10
 
 __all__ = ["TrainingDiverged", "DataBundle", "load_data", "build_model", "Trainer", "run"]
 
@@ -77,17 +82,26 @@ def load_data(config: TrainConfig) -> DataBundle:
     return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
 
 
-def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int | None = None,
-            batch_size: int | None = None) -> tf.data.Dataset:
-    """Batches of a split; training batches are shuffled with a seed fixed by (seed, epoch)."""
+def batch_config(config: TrainConfig, bundle: DataBundle, *, epoch: int | None = None,
+                 batch_size: int | None = None) -> D.BatchConfig:
+    """How a split is batched: training batches (epoch given) are shuffled with a seed fixed
+    by (seed, epoch); with jit_compile, padded to the XLA grid and (training) filled to the
+    batch size, so that every training shape is known before the run starts."""
     training = epoch is not None
     boundaries = (D.quantile_boundaries(bundle.lengths["train"], config.num_buckets)
                   if config.num_buckets > 1 else ())
-    batch_config = D.BatchConfig(
+    return D.BatchConfig(
         batch_size=batch_size or (config.batch_size if training else config.eval_batch_size),
         shuffle=training, seed=(config.seed * 1_000_003 + epoch) if training else None,
-        bucket_boundaries=boundaries, pad_to_multiple=XLA_TIME_MULTIPLE if config.jit_compile else 1)
-    return D.make_batches(bundle.splits[split], batch_config)
+        bucket_boundaries=boundaries, pad_to_multiple=XLA_TIME_MULTIPLE if config.jit_compile else 1,
+        fill_batches=training and config.jit_compile)
+
+
+def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int | None = None,
+            batch_size: int | None = None) -> tf.data.Dataset:
+    """Batches of a split (`batch_config`)."""
+    return D.make_batches(bundle.splits[split], batch_config(config, bundle, epoch=epoch,
+                                                             batch_size=batch_size))
 
 
 # -- model -----------------------------------------------------------------------------------
@@ -365,11 +379,13 @@ class Trainer:
             # This replica's share of the global objective: the sum of its sequences'
             # per-step losses over the number of sequences in the global batch, so that
             # the replicas' shares (and gradients) add up to the one-device mean however
-            # unevenly the batch is split (5 = 3 + 2 over two replicas).
+            # unevenly the batch is split (5 = 3 + 2 over two replicas). Filler rows
+            # (weight 0, `data.pipeline`) count for nothing.
+            weight = batch["weight"]
             with tf.GradientTape() as tape:
                 terms = sequence_terms(model, batch, kl_weight=kl_weight,
                                        num_samples=config.elbo_samples, seed=seed, training=True)
-                per_step = evaluation.per_step(terms["loss"], batch["lengths"])
+                per_step = evaluation.per_step(terms["loss"], batch["lengths"]) * weight
                 loss = tf.reduce_sum(per_step) / global_sequences
                 scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
             gradients = tape.gradient(scaled, model.trainable_variables)
@@ -377,34 +393,78 @@ class Trainer:
             # the all-reduce want dense tensors of the weight's shape.
             gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
                          for g in gradients]
-            kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"])) / global_sequences
+            kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"]) * weight) / global_sequences
             return loss, kl, gradients
 
         if config.jit_compile:  # the per-replica math only: the all-reduce in apply_gradients stays outside
             loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
-        def replica_step(batch, kl_weight, seed):
+        def replica_terms(batch, kl_weight, seed):
             context = tf.distribute.get_replica_context()
             seed = tf.random.experimental.stateless_fold_in(
                 seed, tf.cast(context.replica_id_in_sync_group, tf.int64))
-            sequences = tf.cast(tf.shape(batch["lengths"])[0], tf.float32)
+            sequences = tf.reduce_sum(batch["weight"])
             if context.num_replicas_in_sync > 1:
                 sequences = context.all_reduce(tf.distribute.ReduceOp.SUM, sequences)
-            loss, kl, gradients = loss_and_gradients(batch, kl_weight, seed, sequences)
+            return loss_and_gradients(batch, kl_weight, seed, sequences)
+
+        def replica_step(batch, kl_weight, seed):
+            loss, kl, gradients = replica_terms(batch, kl_weight, seed)
             if config.clip_norm:
                 scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
                 gradients = clip_across_replicas(gradients, config.clip_norm, scale)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return loss, kl
 
-        @tf.function(input_signature=[element_spec, tf.TensorSpec([], tf.float32),
-                                      tf.TensorSpec([2], tf.int64)])
+        signature = [element_spec, tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)]
+
+        @tf.function(input_signature=signature)
         def train_step(batch, kl_weight, seed):
             loss, kl = strategy.run(replica_step, args=(batch, kl_weight, seed))
             return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                     strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None))
 
+        @tf.function(input_signature=signature)
+        def compile_step(batch, kl_weight, seed):
+            # The same per-replica function as train_step (so the same XLA cache entry),
+            # nothing applied; every output is used, so no pass prunes the function.
+            def replica(batch):
+                loss, kl, gradients = replica_terms(batch, kl_weight, seed)
+                return loss + kl + tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32))
+                                             for g in gradients if g is not None])
+            return strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                   strategy.run(replica, args=(batch,)), axis=None)
+
+        self._compile_step = compile_step
         return train_step
+
+    def precompile(self) -> int:
+        """With jit_compile, run the XLA compile of the training step for every shape a
+        training batch of this run can have (`data.batch_shapes`) before the first step,
+        on batches of zeros, without touching any weight or optimizer slot; returns the
+        number of shapes (0 without jit_compile, or with max_steps_per_epoch). Without it a
+        shape first met in a later epoch compiled there (7-12 s each for JSB), and epoch
+        times alternated."""
+        if not self.config.jit_compile or self.config.max_steps_per_epoch:
+            return 0  # a capped (smoke) run compiles the few shapes it meets as it meets them
+        config = batch_config(self.config, self.bundle, epoch=0)
+        shapes = D.batch_shapes(self.bundle.lengths["train"], config)
+        # The forward pass draws dropout masks, which advances the seed generators; put
+        # them back, so that a run (or a resumed run) trains as if nothing had run here.
+        rng = self._checkpoint_parts["rng"].states
+        saved = {k: v.numpy() for k, v in rng.items()}
+        for rows, steps in shapes:
+            x_shape = [rows, steps] + ([] if self.config.is_text else [88])
+            x_dtype = tf.int32 if self.config.is_text else tf.float32
+            dummy = {"x": tf.zeros(x_shape, x_dtype), "lengths": tf.ones([rows], tf.int32),
+                     "mask": tf.sequence_mask(tf.ones([rows], tf.int32), steps, dtype=tf.float32),
+                     "weight": tf.ones([rows], tf.float32)}
+            batch = next(iter(self.strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensors(dummy))))
+            self._compile_step(batch, tf.constant(0.0), self._step_seed(0))
+        for key, value in saved.items():
+            rng[key].assign(value)
+        return len(shapes)
 
     def _loss_sums(self, dataset, kl_weight):
         """Corpus sums over a split of the training objective's terms (no dropout).
@@ -419,8 +479,10 @@ class Trainer:
             def sums(batch, weight, seed):
                 terms = sequence_terms(model, batch, kl_weight=weight,
                                        num_samples=config.elbo_samples, seed=seed, training=False)
-                steps = tf.cast(evaluation.step_counts(batch["lengths"]), tf.float32)
-                return tf.reduce_sum(terms["loss"]), tf.reduce_sum(terms["kl"]), tf.reduce_sum(steps)
+                rows = batch["weight"]
+                steps = tf.cast(evaluation.step_counts(batch["lengths"]), tf.float32) * rows
+                return (tf.reduce_sum(terms["loss"] * rows), tf.reduce_sum(terms["kl"] * rows),
+                        tf.reduce_sum(steps))
 
             self._loss_sums_step = sums
         weight = tf.constant(kl_weight, tf.float32)
@@ -464,9 +526,10 @@ class Trainer:
                 out = model.nll(batch["x"], lengths, num_samples=num_samples, seed=seed,
                                 chunk_size=min(num_samples, 10))
                 nll, reconstruction, kl = out["nll"], -out["reconstruction"], out["kl"]
+            rows = batch["weight"]
             steps = tf.cast(evaluation.step_counts(lengths), tf.float32)
-            return (tf.reduce_sum(nll), tf.reduce_sum(reconstruction), tf.reduce_sum(kl),
-                    tf.reduce_sum(steps), tf.cast(tf.shape(lengths)[0], tf.float32))
+            return (tf.reduce_sum(nll * rows), tf.reduce_sum(reconstruction * rows),
+                    tf.reduce_sum(kl * rows), tf.reduce_sum(steps * rows), tf.reduce_sum(rows))
 
         return sums
 
@@ -567,36 +630,61 @@ class Trainer:
                 batches(config, self.bundle, "train", epoch=epoch))
             if self._train_step is None:
                 self._train_step = self._make_train_step(dataset.element_spec)
+                compiled = time.perf_counter()
+                if shapes := self.precompile():
+                    self.log(f"compiled the training step for {shapes} batch shapes with XLA "
+                             f"in {time.perf_counter() - compiled:.0f} s")
             progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=[
                 "loss", "kl", "kl_weight", "steps/s"])
             first = int(self.position.epoch_step.numpy())  # > 0 when resuming inside an epoch
             sums, step = self.position.epoch_sums.numpy().copy(), first - 1
+            global_step = int(state.global_step.numpy())
+            pending = []  # steps whose (loss, kl) the host has not read yet
+
+            def read_pending():
+                # One device -> host transfer for up to HOST_SYNC_STEPS steps: the NaN check,
+                # the epoch sums and position, the progress bar and the summaries. Checkpoints
+                # are only written after this ran (epoch end, interrupt), so a non-finite step
+                # is always found before it could be saved.
+                values = tf.stack([tf.stack(p[1:3]) for p in pending]).numpy().astype(float)
+                for (at, _, _, weight), (loss, kl) in zip(pending, values):
+                    if not (math.isfinite(loss) and math.isfinite(kl)):
+                        raise TrainingDiverged(
+                            f"{config.dataset}/{config.model}: non-finite training loss ({loss}, "
+                            f"kl {kl}) at epoch {epoch}, step {at}; stopped without saving (the "
+                            f"best and latest checkpoints are from before)")
+                    sums[:] += (loss, kl)
+                    elapsed = time.perf_counter() - loop_started  # after the compiles
+                    progress.update(at + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
+                                             ("steps/s", (at + 1 - first) / max(elapsed, 1e-9))])
+                    run_step = global_step - (step - at)
+                    if run_step % 10 == 0:
+                        with writer.as_default(step=run_step):
+                            tf.summary.scalar("train/loss", loss)
+                            tf.summary.scalar("train/kl", kl)
+                            tf.summary.scalar("train/kl_weight", weight)
+                self.position.epoch_step.assign(pending[-1][0] + 1)
+                self.position.epoch_sums.assign(sums)
+                pending.clear()
+
+            loop_started = time.perf_counter()
             for step, batch in enumerate(itertools.islice(dataset, steps_per_epoch)):
                 if step < first:
                     continue
                 weight = kl_schedule.at(epoch, step, steps_per_epoch)
                 loss, kl = self._train_step(batch, tf.constant(weight, tf.float32),
                                             self._step_seed(state.global_step))
-                loss, kl = float(loss), float(kl)
-                if not (math.isfinite(loss) and math.isfinite(kl)):
-                    raise TrainingDiverged(
-                        f"{config.dataset}/{config.model}: non-finite training loss ({loss}, kl {kl}) "
-                        f"at epoch {epoch}, step {step}; stopped without saving (the best and "
-                        f"latest checkpoints are from before)")
                 state.global_step.assign_add(1)
-                sums += (loss, kl)
-                self.position.epoch_step.assign(step + 1)
-                self.position.epoch_sums.assign(sums)
-                elapsed = time.perf_counter() - started
-                progress.update(step + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
-                                           ("steps/s", (step + 1) / max(elapsed, 1e-9))])
-                if int(state.global_step.numpy()) % 10 == 0:
-                    with writer.as_default(step=int(state.global_step.numpy())):
-                        tf.summary.scalar("train/loss", loss)
-                        tf.summary.scalar("train/kl", kl)
-                        tf.summary.scalar("train/kl_weight", weight)
+                global_step += 1
+                pending.append((step, loss, kl, weight))
+                if (len(pending) >= HOST_SYNC_STEPS or step + 1 == steps_per_epoch
+                        or self._interrupt_requested):
+                    read_pending()
                 if step + 1 < steps_per_epoch:
                     self._stop_if_interrupted(epoch, step + 1, steps_per_epoch)
+            if pending:  # the dataset ended before steps_per_epoch
+                read_pending()
+            train_seconds = time.perf_counter() - started  # the training pass (and compiles)
             end_weight = kl_schedule.at_epoch_end(epoch)
             val = self._loss_sums(validation, end_weight)
             record = {"epoch": epoch, "train_loss": sums[0] / max(step + 1, 1),
@@ -623,6 +711,7 @@ class Trainer:
             state.epoch.assign(epoch + 1)
             self.position.epoch_step.assign(0)
             self.position.epoch_sums.assign([0.0, 0.0])
+            record["train_seconds"] = train_seconds
             record["epoch_seconds"] = time.perf_counter() - started  # training and validation
             state.wall_seconds.assign_add(record["epoch_seconds"])
             if record.get("improved"):

@@ -1,0 +1,53 @@
+"""benchmarks/profile_step.py on tiny models: every part timed, shares consistent, JSON complete."""
+
+import importlib.util
+import json
+import math
+import pathlib
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def profile_step(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its neighbour timing.py
+    spec = importlib.util.spec_from_file_location("profile_step", BENCHMARKS / "profile_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_step_small_models(profile_step, tmp_path):
+    out = tmp_path / "profile.json"
+    rows = profile_step.main(["--small", "--batch", "2", "--steps", "8", "--repeats", "1",
+                              "--models", "af-scf", "lstm", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "profile_step"
+    assert result["config"]["batch"] == 2 and result["config"]["steps"] == 8
+    assert result["config"]["jit_compile"] is False
+    assert {"platform", "cpus", "tensorflow"} <= set(result["machine"])
+    assert set(result["threads"]) == {"TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"}
+    assert set(result["models"]) == {"af-scf", "lstm"}
+    assert result["models"] == json.loads(json.dumps(rows))  # what main returns is what it wrote
+    expected = {"af-scf": ["encoder", "prior_lstm", "flows", "emission", "optimizer"],
+                "lstm": ["lstm", "output", "optimizer"]}
+    for name, parts in expected.items():
+        row = result["models"][name]
+        assert list(row["parts"]) == parts
+        assert profile_step.expected_parts(name) == tuple(parts)
+        full = row["full_step_ms"]
+        assert math.isfinite(full) and full > 0
+        for part in parts:
+            ms, share = row["parts"][part]["ms"], row["parts"][part]["share"]
+            assert math.isfinite(ms) and ms > 0, (name, part, ms)
+            assert share == pytest.approx(ms / full)
+            assert part in row["descriptions"]
+        overhead = row["overhead"]
+        assert overhead["ms"] == pytest.approx(full - sum(row["parts"][p]["ms"] for p in parts))
+        assert overhead["share"] == pytest.approx(overhead["ms"] / full)
+        # the cut recomposes the model's own computation, and covers every weight
+        assert row["checks"]["weights_in_no_part"] == []
+        diffs = [v for k, v in row["checks"].items() if k.endswith("diff")]
+        assert diffs and max(diffs) < 1e-2
