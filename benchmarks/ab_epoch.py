@@ -34,7 +34,7 @@ def run_side(tree: pathlib.Path, model: str, epochs: int, data_dir: str, out: pa
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "2"}
     subprocess.run([sys.executable, str(HERE / "jsb_epoch.py"), "--models", model, "--epochs", str(epochs),
                     "--data-dir", data_dir, "--out", str(out)], cwd=tree, env=env, check=True)
-    return json.loads(out.read_text())["models"][model]
+    return json.loads(out.read_text())
 
 
 def main(argv=None):
@@ -60,20 +60,21 @@ def main(argv=None):
             git("worktree", "add", "--detach", str(tree), rev)
             trees[side] = (tree, git("rev-parse", rev))
         try:
-            rows = {"base": {}, "head": {}}
+            rows, machine = {"base": {}, "head": {}}, None
             for model in args.models:
                 for side in ("base", "head"):
-                    rows[side][model] = run_side(trees[side][0], model, args.epochs, args.data_dir,
-                                                 tmp / f"{side}-{model}.json")
+                    result = run_side(trees[side][0], model, args.epochs, args.data_dir,
+                                      tmp / f"{side}-{model}.json")
+                    rows[side][model], machine = result["models"][model], result["machine"]
                     print(side, model, json.dumps(rows[side][model]), flush=True)
-                write(args, trees, rows)
+                write(args, trees, rows, machine)
         finally:
             for side, (tree, _) in trees.items():
                 if tree != ROOT:
                     git("worktree", "remove", "--force", str(tree))
 
 
-def write(args, trees, rows):
+def write(args, trees, rows, machine):
     ratios = {}
     for model, head in rows["head"].items():
         base = rows["base"][model]
@@ -81,10 +82,8 @@ def write(args, trees, rows):
         ratios[model] = {"measure": key, "base_over_head": round(base[key] / head[key], 3),
                          "first_epoch_base_over_head": round(base["first_epoch_s"] / head["first_epoch_s"], 3),
                          "steadiness": {"base": base["steadiness"], "head": head["steadiness"]}}
-    sys.path.insert(0, str(HERE))
-    from jsb_epoch import machine  # noqa: E402  (this directory's helper, not a package)
     result = {"benchmark": "jsb_epoch_ab", "epochs": args.epochs,
-              "base": trees["base"][1], "head": trees["head"][1], "machine": machine(),
+              "base": trees["base"][1], "head": trees["head"][1], "machine": machine,
               "ratios": ratios, "rows": rows}
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

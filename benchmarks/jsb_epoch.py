@@ -13,6 +13,10 @@ directory through the trainer, and reports from history.jsonl:
   epoch_s           median of epochs 2..N with the validation pass
   steadiness        slowest / fastest of the training passes of epochs 2..N: a compile
                     in a later epoch (a batch shape not met before) shows as > 1.3
+  test_nll_s        with --nll-samples K: the importance-sampled NLL of the test split
+                    (K samples, the trainer's evaluation), timed on its second call (the
+                    first, with the compiles, is test_nll_first_s); the reference: 68 s
+                    for AF/AF with 50 samples
 
 Commits that predate `train_seconds` in history.jsonl report train_s = null (use
 epoch_s to compare them). Threads: whatever TF_NUM_INTRAOP_THREADS /
@@ -27,6 +31,7 @@ import pathlib
 import platform
 import statistics
 import tempfile
+import time
 
 import tensorflow as tf
 
@@ -36,12 +41,19 @@ from tf_latentflow.training import Trainer, default_config
 REFERENCE_TRAIN_SECONDS = {"af-af": 31.0, "af-scf": 35.0, "iaf-scf": 58.0, "lstm": 5.1}
 
 
-def measure(name: str, epochs: int, jit_compile: bool, data_dir: str) -> dict:
+def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_samples: int = 0) -> dict:
     """Train `name` for `epochs` epochs in a temporary run directory; the row of the JSON."""
+    nll = {}
     with tempfile.TemporaryDirectory() as run_dir:
         config = default_config("jsb_chorales", name, run_dir, epochs=epochs, data_dir=data_dir,
                                 jit_compile=jit_compile)
-        Trainer(config, log=lambda *_: None).fit()
+        trainer = Trainer(config, log=lambda *_: None)
+        trainer.fit()
+        if nll_samples:
+            for key in ("test_nll_first_s", "test_nll_s"):
+                started = time.perf_counter()
+                trainer.evaluate_nll("test", nll_samples)
+                nll[key] = round(time.perf_counter() - started, 2)
         history = [json.loads(line) for line in
                    (pathlib.Path(run_dir) / "history.jsonl").read_text().splitlines()]
     later = history[1:]
@@ -57,7 +69,7 @@ def measure(name: str, epochs: int, jit_compile: bool, data_dir: str) -> dict:
             "steadiness": round(max(basis) / min(basis), 3),
             "reference_train_s": reference,
             "speedup_vs_reference": None if reference is None or train_s is None
-            else round(reference / train_s, 2)}
+            else round(reference / train_s, 2), **nll}
 
 
 def machine() -> dict:
@@ -72,6 +84,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--data-dir", default=os.environ.get("LATENTFLOW_DATA_DIR", "../shared/data"))
+    parser.add_argument("--nll-samples", type=int, default=0,
+                        help="also time the test split's importance-sampled NLL with this many samples")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -80,7 +94,7 @@ def main(argv=None):
     out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / f"jsb_epoch{suffix}.json")
     rows = {}
     for name in args.models:
-        rows[name] = measure(name, args.epochs, args.jit_compile, args.data_dir)
+        rows[name] = measure(name, args.epochs, args.jit_compile, args.data_dir, args.nll_samples)
         print(name, json.dumps(rows[name]), flush=True)
         result = {"benchmark": "jsb_epoch", "jit_compile": args.jit_compile, "epochs": args.epochs,
                   "machine": machine(), "models": rows}

@@ -474,7 +474,7 @@ def parse_args(argv=None):
     parser.add_argument("--models", nargs="+", choices=MODELS, default=["af-af", "af-scf", "iaf-scf", "lstm"])
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--steps", type=int, default=64, help="time steps T of the batch")
-    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=False,
+    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True,
                         help="XLA for the loss and gradients (and for every part but the optimizer)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--small", action="store_true", help="tiny model sizes (tests)")

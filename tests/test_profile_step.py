@@ -22,7 +22,7 @@ def profile_step(monkeypatch):
 def test_profile_step_small_models(profile_step, tmp_path):
     out = tmp_path / "profile.json"
     rows = profile_step.main(["--small", "--batch", "2", "--steps", "8", "--repeats", "1",
-                              "--models", "af-scf", "lstm", "--out", str(out)])
+                              "--models", "af-scf", "lstm", "--no-jit-compile", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["benchmark"] == "profile_step"
     assert result["config"]["batch"] == 2 and result["config"]["steps"] == 8

@@ -117,3 +117,23 @@ def test_settings_that_cannot_work_are_refused(overrides, message):
 
 def test_wide_latents_are_fine_where_no_made_is_used():
     assert default_config("jsb", "af-scf", "out", latent_size=128).latent_size == 128
+
+
+def test_gradient_accumulation_setting_and_the_long_piece_defaults():
+    """Piano-midi and MuseData flows: the reference's batch 1, 8-step accumulation, validation
+    batch 1 and 4 NLL samples; the other datasets and the baseline do not accumulate; PTB
+    IAF/SCF has 3 within-step flow layers and no dropout."""
+    for dataset in ("piano", "muse"):
+        config = default_config(dataset, "af-scf", "out")
+        assert (config.batch_size, config.grad_accum, config.eval_batch_size, config.nll_samples) == (1, 8, 1, 4)
+    assert default_config("jsb", "af-scf", "out").grad_accum == 1
+    assert default_config("nottingham", "iaf-scf", "out").grad_accum == 1
+    assert default_config("piano", "af-scf", "out", grad_accum=2).grad_accum == 2
+    ptb = default_config("ptb", "iaf-scf", "out")
+    assert ptb.num_flow_layers == 3 and ptb.prior_dropout == 0.0
+    assert default_config("ptb", "af-scf", "out").num_flow_layers == 5
+    with pytest.raises(ValueError, match="grad_accum must be >= 1"):
+        default_config("jsb", "af-af", "out", grad_accum=0)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, MUSIC_DATASETS, "jsb_chorales")
+    assert config_from_args(parser.parse_args(["--grad-accum", "3"])).grad_accum == 3

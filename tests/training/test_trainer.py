@@ -493,3 +493,63 @@ def test_a_run_trained_in_another_precision_is_refused(tmp_path, straight_run):
     with pytest.raises(trainer_lib.ConfigMismatch, match="trained with the mixed_float16 policy"):
         trainer_lib.Trainer(config_for(tmp_path, "gpu_run", mixed_precision="auto"),
                             bundle=synthetic_bundle(), log=lambda *_: None)
+
+
+def _lstm_run(tmp_path, name, **fields):
+    config = default_config("jsb", "lstm", str(tmp_path / name),
+                            **dict(TINY, epochs=2, seed=3, baseline_dropout=0.0, **fields))
+    trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
+    trainer.fit()
+    history = [json.loads(line) for line in (tmp_path / name / "history.jsonl").read_text().splitlines()]
+    return trainer, history
+
+
+def test_gradient_accumulation_trains_like_the_larger_batch(tmp_path):
+    """Batch 2 with --grad-accum 2 (and batch 2 x 4, whose last group of each epoch has 2
+    batches) updates with the mean of the batches' mean gradients: the updates of batch 4
+    (and 8) over the same data order. The LSTM baseline without dropout draws nothing."""
+    for small, large in (((2, 2), 4), ((2, 4), 8)):
+        accumulated, acc_history = _lstm_run(tmp_path, f"acc{small}", batch_size=small[0],
+                                             grad_accum=small[1])
+        plain, plain_history = _lstm_run(tmp_path, f"plain{large}", batch_size=large)
+        assert int(accumulated.optimizer.iterations.numpy()) == int(plain.optimizer.iterations.numpy())
+        for a, b in zip(weights(accumulated), weights(plain)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        for a, b in zip(acc_history, plain_history):
+            assert a["validation_loss"] == pytest.approx(b["validation_loss"], rel=1e-5)
+        assert all(v.numpy().max() == 0 for v in accumulated.accumulator.ordered)  # applied
+    # and it is not a no-op: one update per batch moves the weights elsewhere
+    unaccumulated, _ = _lstm_run(tmp_path, "each", batch_size=2)
+    assert not np.allclose(weights(unaccumulated)[0], weights(plain)[0], atol=1e-4)
+
+
+def test_an_interrupt_inside_an_accumulation_group_resumes_exactly(tmp_path):
+    """Ctrl-C after the first batch of a group saves the gradient accumulated so far; the
+    resumed run ends with the weights of the uninterrupted one."""
+    bundle = synthetic_bundle()
+    fields = dict(batch_size=2, grad_accum=2, epochs=2)
+    straight = trainer_lib.Trainer(config_for(tmp_path, "straight", **fields), bundle=bundle,
+                                   log=lambda *_: None)
+    straight.fit()
+    first = trainer_lib.Trainer(config_for(tmp_path, "cut", **fields), bundle=bundle, log=lambda *_: None)
+    make_step, calls = first._make_train_step, []
+
+    def make_interrupting_step(element_spec):
+        step = make_step(element_spec)
+
+        def interrupting_step(*args):
+            out = step(*args)
+            calls.append(1)
+            if len(calls) == 9:  # epoch 1 (6 steps per epoch), first batch of its second group
+                first.request_interrupt()
+            return out
+        return interrupting_step
+
+    first._make_train_step = make_interrupting_step
+    with pytest.raises(trainer_lib.Interrupted, match="epoch 1, step 3 of 6"):
+        first.fit()
+    assert max(float(np.abs(v.numpy()).max()) for v in first.accumulator.ordered) > 0
+    resumed = trainer_lib.Trainer(config_for(tmp_path, "cut", **fields), bundle=bundle, log=lambda *_: None)
+    resumed.fit()
+    for a, b in zip(weights(straight), weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)

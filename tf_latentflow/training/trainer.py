@@ -43,7 +43,7 @@ from tf_latentflow.baseline import LSTMBaseline
 from tf_latentflow.model import LatentFlowVAE
 from tf_latentflow.training import schedules
 from tf_latentflow.training.checkpoints import (check_model_weights, checkpoint_objects,
-                                                optimizer_objects)
+                                                optimizer_objects, weights_by_path)
 from tf_latentflow.training.config import TrainConfig, saved_value
 
 # With --jit-compile, batches are padded to this grid (`data.padded_length`: multiples of
@@ -240,6 +240,27 @@ class SeedStates(tf.Module):
             v for v in model.non_trainable_variables if "seed_generator" in v.path)}
 
 
+class GradientAccumulator(tf.Module):
+    """The running sum of the gradients of an accumulation group (`--grad-accum`), one
+    variable per trainable weight, keyed by the weight's path below the model.
+
+    Replica-local (`ON_READ` / `SUM`): each replica adds its own share of each batch's
+    gradient; the group's update then clips and sums the replicas' shares as a single
+    batch's gradients are. It is part of the training checkpoint, so a run interrupted
+    inside a group resumes with the gradients accumulated so far (a restore over several
+    replicas gives each replica sum / replicas: the same total).
+    """
+
+    def __init__(self, model):
+        super().__init__(name="gradient_accumulator")
+        paths = {id(w): path for path, w in weights_by_path(model).items()}
+        self.sums = {paths[id(w)]: tf.Variable(
+            tf.zeros(w.shape, w.dtype), trainable=False, name="grad_sum",
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.SUM) for w in model.trainable_variables}
+        self.ordered = [self.sums[paths[id(w)]] for w in model.trainable_variables]
+
+
 def reset_optimizer_state(optimizer):
     """Zero the step count and the slot variables (Adam's moments) but keep the learning rate.
 
@@ -306,11 +327,14 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.state = TrainState(config.learning_rate)
             self.position = EpochPosition()
+            self.accumulator = GradientAccumulator(self.model) if config.grad_accum > 1 else None
         if force_new:  # only now that the configuration, the data and the model are known good
             self.clear_previous_run()
         self._checkpoint_parts = dict(**checkpoint_objects(self.model), **optimizer_objects(self.optimizer),
                                       state=self.state, rng=SeedStates(self.model))
-        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_parts, position=self.position)
+        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_parts, position=self.position,
+                                              **({"accumulator": self.accumulator}
+                                                 if self.accumulator is not None else {}))
         self.latest = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "latest",
                                                  max_to_keep=2)
         self.best = tf.train.CheckpointManager(self.checkpoint, self.output_dir / "checkpoints" / "best",
@@ -345,8 +369,10 @@ class Trainer:
         parts = self._parts_for(path)
         stored = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
         if "position" in stored:
-            tf.train.Checkpoint(**parts, position=self.position).restore(
-                path).assert_existing_objects_matched()
+            inside = {"position": self.position}  # and the gradient accumulated in the group
+            if self.accumulator is not None:
+                inside["accumulator"] = self.accumulator
+            tf.train.Checkpoint(**parts, **inside).restore(path).assert_existing_objects_matched()
         else:  # written before EpochPosition existed: an epoch boundary
             tf.train.Checkpoint(**parts).restore(path).assert_existing_objects_matched()
             self.position.epoch_step.assign(0)
@@ -408,8 +434,22 @@ class Trainer:
                 sequences = context.all_reduce(tf.distribute.ReduceOp.SUM, sequences)
             return loss_and_gradients(batch, kl_weight, seed, sequences)
 
-        def replica_step(batch, kl_weight, seed):
+        accumulator = self.accumulator
+
+        def replica_accumulate(batch, kl_weight, seed):
             loss, kl, gradients = replica_terms(batch, kl_weight, seed)
+            for total, g in zip(accumulator.ordered, gradients):
+                if g is not None:
+                    total.assign_add(g)
+            return loss, kl
+
+        def replica_step(batch, kl_weight, seed, group):
+            loss, kl, gradients = replica_terms(batch, kl_weight, seed)
+            if accumulator is not None:  # the group's mean gradient; the sums start again
+                gradients = [None if g is None else (total + g) / tf.cast(group, g.dtype)
+                             for total, g in zip(accumulator.ordered, gradients)]
+                for total in accumulator.ordered:
+                    total.assign(tf.zeros_like(total))
             if config.clip_norm:
                 scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
                 gradients = clip_across_replicas(gradients, config.clip_norm, scale)
@@ -418,11 +458,24 @@ class Trainer:
 
         signature = [element_spec, tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)]
 
-        @tf.function(input_signature=signature)
-        def train_step(batch, kl_weight, seed):
-            loss, kl = strategy.run(replica_step, args=(batch, kl_weight, seed))
+        def reduced(loss, kl):
             return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                     strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None))
+
+        @tf.function(input_signature=signature + [tf.TensorSpec([], tf.float32)])
+        def update_step(batch, kl_weight, seed, group):
+            return reduced(*strategy.run(replica_step, args=(batch, kl_weight, seed, group)))
+
+        @tf.function(input_signature=signature)
+        def accumulate_step(batch, kl_weight, seed):
+            return reduced(*strategy.run(replica_accumulate, args=(batch, kl_weight, seed)))
+
+        def train_step(batch, kl_weight, seed, group=1):
+            """One batch: group = 0 adds its gradient to the accumulation group; group = k > 0
+            ends a group of k batches (this one included) with the update."""
+            if group == 0:
+                return accumulate_step(batch, kl_weight, seed)
+            return update_step(batch, kl_weight, seed, tf.constant(group, tf.float32))
 
         @tf.function(input_signature=signature)
         def compile_step(batch, kl_weight, seed):
@@ -672,8 +725,11 @@ class Trainer:
                 if step < first:
                     continue
                 weight = kl_schedule.at(epoch, step, steps_per_epoch)
+                # Accumulation groups start at step 0 of each epoch; the last may be shorter.
+                in_group = step % config.grad_accum + 1
+                group = in_group if in_group == config.grad_accum or step + 1 == steps_per_epoch else 0
                 loss, kl = self._train_step(batch, tf.constant(weight, tf.float32),
-                                            self._step_seed(state.global_step))
+                                            self._step_seed(state.global_step), group)
                 state.global_step.assign_add(1)
                 global_step += 1
                 pending.append((step, loss, kl, weight))
