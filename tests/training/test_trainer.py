@@ -29,6 +29,25 @@ def weights(trainer):
     return [v.numpy() for v in trainer.model.trainable_variables]
 
 
+def interrupt_after(trainer, calls):
+    """Make `trainer` request an interrupt (what SIGINT calls) right after its training
+    step has been called `calls` times."""
+    make_step, count = trainer._make_train_step, []
+
+    def make_interrupting_step(element_spec):
+        step = make_step(element_spec)
+
+        def interrupting_step(*args):
+            out = step(*args)
+            count.append(1)
+            if len(count) == calls:
+                trainer.request_interrupt()
+            return out
+        return interrupting_step
+
+    trainer._make_train_step = make_interrupting_step
+
+
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
     """Three epochs without interruption, then evaluation (shared by the tests below)."""
@@ -100,21 +119,7 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
     straight_dir, straight, _ = straight_run
     bundle = synthetic_bundle()
     first = trainer_lib.Trainer(config_for(tmp_path, "interrupted"), bundle=bundle, log=lambda *_: None)
-    make_step, calls = first._make_train_step, []
-
-    def make_interrupting_step(element_spec):
-        step = make_step(element_spec)
-
-        def interrupting_step(*args):
-            out = step(*args)
-            calls.append(1)
-            if len(calls) == 4:  # epoch 1 (3 steps per epoch), after its first step
-                first.request_interrupt()  # what SIGINT calls
-            return out
-
-        return interrupting_step
-
-    first._make_train_step = make_interrupting_step
+    interrupt_after(first, 4)  # epoch 1 (3 steps per epoch), after its first step
     with pytest.raises(trainer_lib.Interrupted, match="epoch 1, step 1 of 3"):
         first.fit()
     assert int(first.state.global_step.numpy()) == 4 and int(first.position.epoch_step.numpy()) == 1
@@ -532,20 +537,7 @@ def test_an_interrupt_inside_an_accumulation_group_resumes_exactly(tmp_path):
                                    log=lambda *_: None)
     straight.fit()
     first = trainer_lib.Trainer(config_for(tmp_path, "cut", **fields), bundle=bundle, log=lambda *_: None)
-    make_step, calls = first._make_train_step, []
-
-    def make_interrupting_step(element_spec):
-        step = make_step(element_spec)
-
-        def interrupting_step(*args):
-            out = step(*args)
-            calls.append(1)
-            if len(calls) == 9:  # epoch 1 (6 steps per epoch), first batch of its second group
-                first.request_interrupt()
-            return out
-        return interrupting_step
-
-    first._make_train_step = make_interrupting_step
+    interrupt_after(first, 9)  # epoch 1 (6 steps per epoch), first batch of its second group
     with pytest.raises(trainer_lib.Interrupted, match="epoch 1, step 3 of 6"):
         first.fit()
     assert max(float(np.abs(v.numpy()).max()) for v in first.accumulator.ordered) > 0
