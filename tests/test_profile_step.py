@@ -19,6 +19,7 @@ def profile_step(monkeypatch):
     return module
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_profile_step_small_models(profile_step, tmp_path):
     out = tmp_path / "profile.json"
     rows = profile_step.main(["--small", "--batch", "2", "--steps", "8", "--repeats", "1",

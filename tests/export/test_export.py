@@ -229,6 +229,7 @@ def test_invalid_requests_fail_with_a_message_naming_the_input(case, reloaded):
             assert word in message, f"{case}: {key}: {message[:300]}"
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_saved_model_cli_lists_both_signatures(exported):
     cli = shutil.which("saved_model_cli")
     if cli is None:
@@ -291,6 +292,7 @@ def test_checkpoint_missing_weights_is_refused(tmp_path):
         load_run(tmp_path)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_sample_cli_writes_midi_files_and_text(exported, tmp_path):
     from export import midi
     from export.sample import draw, main as sample_main

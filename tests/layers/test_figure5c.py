@@ -5,11 +5,13 @@ The longer run that prints both NLLs is benchmarks/figure5c_mixture.py.
 
 import keras
 import numpy as np
+import pytest
 
 from tf_latentflow.layers import HiddenFlowStack
 from tf_latentflow.toy_densities import FourGaussians, fit_flow_density
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_nlsq_af_fits_four_gaussians_better_than_affine_af():
     target = FourGaussians()
     train, test = target.sample(4096, seed=0), target.sample(4096, seed=1)

@@ -350,6 +350,7 @@ def test_a_reset_optimizer_continues_as_a_newly_made_one(loss_scaled):
     np.testing.assert_allclose(np.abs(step), 0.0025, rtol=1e-3)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_learning_rate_decays_reset_the_optimizer_when_asked(tmp_path, monkeypatch):
     # Every epoch after the ramp decays (plateau rule replaced): with the reset, the
     # optimizer's step count restarts at each decay, the last one after the final epoch.
@@ -372,6 +373,7 @@ def test_learning_rate_decays_reset_the_optimizer_when_asked(tmp_path, monkeypat
     assert counts == {False: 3 * steps_per_epoch, True: 0}
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_the_logged_training_loss_is_the_mean_of_the_steps_taken(tmp_path, monkeypatch):
     """--max-steps-per-epoch 2: train_loss is the mean of those 2 steps' losses (was / 3)."""
     losses = []
@@ -409,6 +411,7 @@ def test_force_new_deletes_nothing_before_the_data_and_model_are_known_good(tmp_
     assert (run_dir / "checkpoints" / "latest" / "checkpoint").exists()
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(tmp_path,
                                                                               straight_run):
     """An old run directory: its latest checkpoint lists the weights in creation order."""
@@ -509,6 +512,7 @@ def _lstm_run(tmp_path, name, **fields):
     return trainer, history
 
 
+@pytest.mark.slow  # several full runs; the suite's time budget
 def test_gradient_accumulation_trains_like_the_larger_batch(tmp_path):
     """Batch 2 with --grad-accum 2 (and batch 2 x 4, whose last group of each epoch has 2
     batches) updates with the mean of the batches' mean gradients: the updates of batch 4
@@ -528,6 +532,7 @@ def test_gradient_accumulation_trains_like_the_larger_batch(tmp_path):
     assert not np.allclose(weights(unaccumulated)[0], weights(plain)[0], atol=1e-4)
 
 
+@pytest.mark.slow  # several full runs; the suite's time budget
 def test_an_interrupt_inside_an_accumulation_group_resumes_exactly(tmp_path):
     """Ctrl-C after the first batch of a group saves the gradient accumulated so far; the
     resumed run ends with the weights of the uninterrupted one."""

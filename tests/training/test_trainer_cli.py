@@ -38,12 +38,13 @@ def check_results(tmp_path, model):
 
 
 def test_cli_trains_evaluates_and_prints_the_table(tmp_path, capsys):
-    assert run_cli(tmp_path, "af-scf") == 0
+    # graph execution here; the slow tests run every model through the CLI with XLA (the default)
+    assert run_cli(tmp_path, "af-scf", "--no-jit-compile") == 0
     check_results(tmp_path, "af-scf")
     out = capsys.readouterr().out
     assert "jsb_chorales / af-scf" in out and "\ntest " in out
     # Other settings in the same directory: refused with the differences, exit code 1.
-    assert run_cli(tmp_path, "af-scf", "--batch-size", "3") == 1
+    assert run_cli(tmp_path, "af-scf", "--no-jit-compile", "--batch-size", "3") == 1
     assert "batch_size 5 (saved) vs 3 (now)" in capsys.readouterr().err
 
 
