@@ -34,13 +34,13 @@ def export_paper_model(name: str, path: pathlib.Path, jit_compile: bool) -> None
     import keras
 
     from export.savedmodel import export_model
-    from tf_latentflow.data import LengthModel
+    from tf_latentflow.layers import LengthModel
+    from tf_latentflow.runs import build_model
     from tf_latentflow.training.config import default_config
-    from tf_latentflow.training.trainer import build_model
 
     keras.utils.set_random_seed(0)
     config = default_config("jsb", name, str(path))
-    model = build_model(config, LengthModel(MAX_LENGTH, name="length_model"), None)
+    model = build_model(config.model_settings, LengthModel(MAX_LENGTH, name="length_model"), None)
     export_model(model, path, nll_samples=config.nll_samples, jit_compile=jit_compile)
 
 

@@ -4,7 +4,7 @@
                                       [--jit-compile | --no-jit-compile] [--repeats 5] [--small]
                                       [--out benchmarks/results/profile_step.json]
 
-Models are built as the trainer builds them: `training.build_model` with
+Models are built as the trainer builds them: `runs.build_model` with
 `default_config("jsb_chorales", model, ...)` (the paper's JSB sizes: H=50,
 BiLSTMs 2x500, prior LSTM 2x500, 5 flow layers, MADE / coupling 2x100) and a
 `LengthModel` of synthetic lengths up to 160 (so T_max = 200 as for JSB), on
@@ -12,7 +12,7 @@ one synthetic batch of B x T 88-note piano rolls (every sequence of length T).
 `--small` shrinks every size (for the tests).
 
 The full training step is the trainer's (`Trainer._make_train_step`) re-written
-here for one device: `sequence_terms` with training=True, the batch mean of the
+here for one device: the model's `loss_terms` with training=True, the batch mean of the
 per-step loss (row weights all 1: no filler rows), gradients,
 `clip_across_replicas` at the config's clip norm, Adam `apply_gradients`; with
 --jit-compile the loss and gradients are compiled by XLA and the update is not,
@@ -78,12 +78,13 @@ from timing import median_seconds
 
 from tf_latentflow import evaluation
 from tf_latentflow.baseline import LSTMBaseline
-from tf_latentflow.data import LengthModel
-from tf_latentflow.data.t_features import t_features
+from tf_latentflow.layers import LengthModel
+from tf_latentflow.layers.t_features import t_features
 from tf_latentflow.priors.gaussian import standard_normal_log_prob, step_mask
 from tf_latentflow.priors.serial_scan import serial_scan
 from tf_latentflow.training import default_config
-from tf_latentflow.training.trainer import build_model, clip_across_replicas, sequence_terms
+from tf_latentflow.runs import build_model
+from tf_latentflow.training.distribution import clip_across_replicas
 
 MODELS = ("af-af", "af-scf", "iaf-scf", "af-only", "lstm")
 VAE_PARTS = ("encoder", "prior_lstm", "flows", "emission", "optimizer")
@@ -130,7 +131,7 @@ def make_model(config, steps: int):
     longest = max(SYNTHETIC_LONGEST, steps)
     lengths = np.concatenate([np.arange(1, longest + 1), np.full(50, min(steps, longest))])
     length_model = LengthModel.from_lengths(lengths, smoothing=True, name="length_model")
-    model = build_model(config, length_model, vocab_size=None)
+    model = build_model(config.model_settings, length_model, vocab_size=None)
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon)
     optimizer.build(model.trainable_variables)
     return model, optimizer
@@ -141,14 +142,14 @@ def _dense(gradients):
 
 
 def make_full_step(model, optimizer, config, jit_compile: bool):
-    """The trainer's training step on one device (trainer.Trainer._make_train_step)."""
+    """The trainer's training step on one device (training.steps.TrainSteps.build_train_step)."""
     strategy = tf.distribute.get_strategy()
 
     def loss_and_gradients(batch, kl_weight, seed, global_sequences):
         weight = batch["weight"]  # 1 for every row here (the trainer's filler rows weigh 0)
         with tf.GradientTape() as tape:
-            terms = sequence_terms(model, batch, kl_weight=kl_weight, num_samples=config.elbo_samples,
-                                   seed=seed, training=True)
+            terms = model.loss_terms(batch["x"], batch["lengths"], kl_weight=kl_weight,
+                                     num_samples=config.elbo_samples, seed=seed, training=True)
             per_step = evaluation.per_step(terms["loss"], batch["lengths"]) * weight
             loss = tf.reduce_sum(per_step) / global_sequences
         gradients = _dense(tape.gradient(loss, model.trainable_variables))

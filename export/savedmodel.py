@@ -49,7 +49,7 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
     info = {"kind": "text" if model.is_text else "music", "max_length": int(model.max_length),
             "num_notes": None if model.is_text else int(model.num_notes),
             "vocabulary": list(vocabulary) if vocabulary is not None else None,
-            "nll_samples": 0 if not hasattr(model, "prior") else int(nll_samples),
+            "nll_samples": 0 if model.exact_likelihood else int(nll_samples),
             "nll_seed": list(nll_seed), "nll_chunk_size": nll_chunk_size,
             "nll_per_step_unit": "bits per character" if model.is_text else "nats per time step",
             "jit_compile": signatures.resolve_jit_compile(model, jit_compile),

@@ -193,12 +193,12 @@ def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=N
 def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | None = 10):
     """The `log_prob(sequences, lengths)` tf.function (see the module docstring).
 
-    num_samples: importance samples K for a flow model (ignored by the exact
-    LSTM baseline); seed: the fixed stateless seed of those samples;
+    model: a `SequenceModel` (`tf_latentflow.sequence_model`).
+    num_samples: importance samples K for a latent model (ignored by a model with an
+    exact likelihood, the LSTM baseline); seed: the fixed stateless seed of those samples;
     chunk_size: samples evaluated at a time (bounds memory; the estimate
     depends on it through the per-chunk seeds, see `LatentFlowVAE.nll`).
     """
-    is_baseline = not hasattr(model, "prior")
     seed = tuple(int(s) for s in seed)
     unit = LOG_2 if model.is_text else 1.0
 
@@ -211,11 +211,8 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
             length_probs=model.length_model.probs)
         with tf.control_dependencies(checks):
             sequences = tf.identity(sequences)
-        if is_baseline:
-            nll = model.nll(sequences, lengths)
-        else:
-            nll = model.nll(sequences, lengths, num_samples=num_samples,
-                            seed=tf.constant(seed, tf.int64), chunk_size=chunk_size)["nll"]
+        nll = model.nll_terms(sequences, lengths, num_samples=num_samples,
+                              seed=tf.constant(seed, tf.int64), chunk_size=chunk_size)["nll"]
         per_step = nll / (tf.cast(lengths, tf.float32) + 1.0) / unit
         return {"nll": nll, "nll_per_step": per_step}
 

@@ -1,4 +1,4 @@
-"""Shared pytest configuration: quiet TensorFlow logs, locate the benchmark data."""
+"""Shared pytest configuration: quiet TensorFlow logs, locate and prepare the benchmark data."""
 
 import os
 import pathlib
@@ -21,3 +21,19 @@ def shared_data_dir():
         if cand and pathlib.Path(cand).is_dir():
             return pathlib.Path(cand)
     pytest.skip("benchmark data not found: set LATENTFLOW_DATA_DIR or place it in ../shared/data")
+
+
+@pytest.fixture(scope="session")
+def prepared(shared_data_dir, tmp_path_factory):
+    """prepared(name) -> the TFDS builder of `name`, prepared at most once per session."""
+    from tf_latentflow import data as D
+
+    root = tmp_path_factory.mktemp("tfds")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = D.prepare(name, data_dir=root, source_dir=shared_data_dir)
+        return cache[name]
+
+    return get

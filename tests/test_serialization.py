@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_latentflow.data.length_model import LengthModel
+from tf_latentflow.layers.length_model import LengthModel
 from tf_latentflow.layers import MADE, ContextMLP, HiddenFlowStack
 from tf_latentflow.layers.emission import Emission
 from tf_latentflow.layers.inference import InferenceNetwork, StackedBiLSTM, SymbolEmbedding

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tf_latentflow.training import trainer as trainer_lib
+from tf_latentflow.training.inputs import DataBundle
 
 # Model sizes small enough that a few epochs train in seconds; graph execution (XLA, the
 # trainer's default, is tested where it is named: a compile per shape would dominate).
@@ -11,7 +11,7 @@ TINY = dict(latent_size=4, embedding_size=8, hidden_units=8, prior_lstm_units=8,
             flow_hidden_units=(8,), eval_batch_size=4, nll_samples=3, num_buckets=1, jit_compile=False)
 
 
-def synthetic_music_bundle(seed=0, sizes=(12, 6, 6), max_len=9) -> trainer_lib.DataBundle:
+def synthetic_music_bundle(seed=0, sizes=(12, 6, 6), max_len=9) -> DataBundle:
     """Train/validation/test splits of random piano rolls ([T, 88] uint8, T in 3..max_len-1)."""
     rng = np.random.default_rng(seed)
 
@@ -27,4 +27,13 @@ def synthetic_music_bundle(seed=0, sizes=(12, 6, 6), max_len=9) -> trainer_lib.D
     splits, lengths = {}, {}
     for name, n in zip(("train", "validation", "test"), sizes):
         splits[name], lengths[name] = split(n)
-    return trainer_lib.DataBundle(splits=splits, lengths=lengths, vocabulary=None)
+    return DataBundle(splits=splits, lengths=lengths, vocabulary=None)
+
+
+def tiny_config(tmp_path, name, **overrides):
+    """A tiny JSB AF/SCF run of 3 epochs in tmp_path/name (the trainer tests' run)."""
+    from tf_latentflow.training.config import default_config
+
+    fields = dict(TINY, epochs=3, batch_size=4, kl_zero_epochs=1, kl_ramp_epochs=1, seed=3)
+    fields.update(overrides)
+    return default_config("jsb", "af-scf", str(tmp_path / name), **fields)

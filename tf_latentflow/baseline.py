@@ -13,7 +13,7 @@ with the same T-conditioning as the latent flow model (appendix D):
   text:  x_t ~ Categorical(logits = o_t)               (V = vocabulary size)
   music: x_t,n ~ Bernoulli(logits = o_t,n), n < 88     (independent notes)
 
-where F(t, T) = one_hot(t) ++ one_hot(T-1-t) (`data.t_features`, depth =
+where F(t, T) = one_hot(t) ++ one_hot(T-1-t) (`layers.t_features`, depth =
 LengthModel.max_length) and, for music, E(x) = x E (the frame is a 0/1 vector
 of 88 notes, so the "embedding" is the sum of the rows of the active notes).
 
@@ -42,7 +42,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_latentflow.data.length_model import LengthModel
+from tf_latentflow.layers.length_model import LengthModel
 from tf_latentflow.layers.lstm import FastLSTM
 from tf_latentflow.seeds import as_stateless_seed as _as_seed
 
@@ -69,7 +69,7 @@ class LSTMBaseline(keras.Model):
       dropout: dropout rate on the embeddings, between the LSTM layers and on
         the LSTM output (0.1, the reference's baseline runs).
       tie_weights: the output layer uses the transposed input embedding (True).
-      length_model: a `data.LengthModel` with max_length == max_length; by
+      length_model: a `layers.LengthModel` with max_length == max_length; by
         default a uniform one, to be replaced by assigning
         `model.length_model.probs` (the probabilities are a weight of the
         model, saved and restored with it).
@@ -113,11 +113,12 @@ class LSTMBaseline(keras.Model):
             FastLSTM(self.hidden_units, name=f"lstm_{i}", dtype=policy) for i in range(self.num_layers)]
         self.lstm_dropouts = [keras.layers.Dropout(self.dropout, name=f"lstm_dropout_{i}", dtype=policy)
                               for i in range(self.num_layers)]
-        uniform = keras.initializers.RandomUniform(-INIT_RANGE, INIT_RANGE)
-        self.projection = keras.layers.Dense(self.embedding_size, kernel_initializer=uniform,
+        # A new initializer per weight: a Keras 3 initializer instance repeats its draws.
+        uniform = lambda: keras.initializers.RandomUniform(-INIT_RANGE, INIT_RANGE)  # noqa: E731
+        self.projection = keras.layers.Dense(self.embedding_size, kernel_initializer=uniform(),
                                              name="projection", dtype=policy)
         self.output_layer = None if self.tie_weights else keras.layers.Dense(
-            self.num_outputs, kernel_initializer=uniform, name="output", dtype=policy)
+            self.num_outputs, kernel_initializer=uniform(), name="output", dtype=policy)
         self.build()
 
     # -- weights ---------------------------------------------------------------------------
@@ -240,6 +241,27 @@ class LSTMBaseline(keras.Model):
             nll = nll - self.length_model.log_prob(lengths)
         return nll
 
+    # -- the SequenceModel interface (tf_latentflow.sequence_model) -------------------------
+
+    exact_likelihood = True  # -log p(x) is computed exactly; num_samples does not apply
+
+    def loss_terms(self, x, lengths, *, kl_weight=1.0, num_samples: int = 1, seed=None,
+                   training=False):
+        """{"loss": -log p(x), "kl": 0}, float32 [B]. kl_weight, num_samples and seed do not
+        apply (no latent variable); dropout draws from the layers' own seed generators."""
+        del kl_weight, num_samples, seed
+        loss = self.nll(x, lengths, training=training)
+        return {"loss": loss, "kl": tf.zeros_like(loss)}
+
+    def nll_terms(self, x, lengths, *, num_samples: int = 50, seed=None, chunk_size: int | None = None):
+        """{"nll": -log p(x), "reconstruction": -log p(x | T), "kl": 0}, float32 [B], exact
+        (num_samples, seed and chunk_size do not apply); no dropout."""
+        del num_samples, seed, chunk_size
+        lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
+        reconstruction = self.nll(x, lengths, include_length=False)
+        return {"nll": reconstruction - self.length_model.log_prob(lengths),
+                "reconstruction": reconstruction, "kl": tf.zeros_like(reconstruction)}
+
     # -- sampling ---------------------------------------------------------------------------
 
     def sample(self, num_samples, lengths=None, seed=None, max_length=None):
@@ -302,8 +324,13 @@ class LSTMBaseline(keras.Model):
             x_t = tf.where(valid, x_t, tf.zeros_like(x_t))
             return t + 1, self._embed(x_t), tuple(new_states), out.write(t, x_t)
 
-        _, _, _, out = tf.while_loop(lambda t, *_: t < steps, body,
-                                     (tf.constant(0, tf.int32), prev, states, out))
+        # The loop stops after the longest length (at least one step, so that the stack
+        # fills the steps never computed with zeros): a padded time axis (the exporter's
+        # XLA buckets) costs no LSTM steps. maximum_iterations bounds it for XLA.
+        limit = tf.minimum(steps, tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], 0)), 1))
+        _, _, _, out = tf.while_loop(lambda t, *_: t < limit, body,
+                                     (tf.constant(0, tf.int32), prev, states, out),
+                                     maximum_iterations=steps)
         x = out.stack()  # [T, N, ...]
         x = tf.transpose(x, [1, 0] + list(range(2, 2 + len(event_shape))))
         if isinstance(max_length, int):

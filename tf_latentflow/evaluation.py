@@ -4,7 +4,7 @@ Every model scores a sequence x of length T as
 
   NLL(x) = -log p(x) = -log p(x | T) - log p(T)        (nats)
 
-(section 3; p(T) is the empirical `data.LengthModel`). The tables report it per
+(section 3; p(T) is the empirical `layers.LengthModel`). The tables report it per
 time step with T+1 steps per sequence: the T symbols plus one for the end of
 the sequence, "to be the same as normal <eos>-including models" (reference
 harvardnlp/TextFlow, `main.py`, `run_epoch`: `denom = lengths + 1` whenever the

@@ -2,7 +2,7 @@
 
 Generative model (section 3, figure 1; section 4):
 
-    T ~ p(T)                                   empirical length distribution (`data.LengthModel`)
+    T ~ p(T)                                   empirical length distribution (`layers.LengthModel`)
     z_1:T ~ p(z | T)                           a flow prior (`priors.make_prior`, table 2)
     x_t ~ p(x_t | z_1:T, T), t < T             independent emissions (`layers.Emission`)
 
@@ -50,7 +50,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_latentflow.data.length_model import LengthModel
+from tf_latentflow.layers.length_model import LengthModel
 from tf_latentflow.evaluation import log_mean_exp
 from tf_latentflow.layers.emission import Emission
 from tf_latentflow.layers.inference import InferenceNetwork
@@ -85,7 +85,7 @@ class LatentFlowVAE(keras.Model):
         prior_rnn` puts dropout only inside the prior).
       tie_weights: the emission's output layer is the transposed input
         embedding (True, as the reference for text and music).
-      length_model: a `data.LengthModel` with this max_length; by default a
+      length_model: a `layers.LengthModel` with this max_length; by default a
         uniform one, to be replaced by assigning `model.length_model.probs`
         (a weight of the model, saved with it).
       prior_kwargs: extra keyword arguments for `make_prior`.
@@ -254,6 +254,23 @@ class LatentFlowVAE(keras.Model):
         return {"nll": -log_mean_exp(log_w, axis=0) - log_p_length,
                 "reconstruction": reconstruction, "kl": kl,
                 "neg_elbo": -reconstruction + kl - log_p_length, "log_p_length": log_p_length}
+
+    # -- the SequenceModel interface (tf_latentflow.sequence_model) -------------------------
+
+    exact_likelihood = False  # the NLL is importance-sampled
+
+    def loss_terms(self, x, lengths, *, kl_weight=1.0, num_samples: int = 1, seed=None,
+                   training=False):
+        """{"loss", "kl"}, float32 [B]: the training loss of `elbo` and its Monte Carlo KL."""
+        out = self.elbo(x, lengths, num_samples=num_samples, kl_weight=kl_weight, seed=seed,
+                        training=training)
+        return {"loss": out["loss"], "kl": out["kl"]}
+
+    def nll_terms(self, x, lengths, *, num_samples: int = 50, seed=None, chunk_size: int | None = None):
+        """{"nll", "reconstruction", "kl"}, float32 [B], nats: the importance-sampled `nll`,
+        -(1/K) sum_k log p(x | z_k, T) and the KL estimate, from the same K samples."""
+        out = self.nll(x, lengths, num_samples=num_samples, seed=seed, chunk_size=chunk_size)
+        return {"nll": out["nll"], "reconstruction": -out["reconstruction"], "kl": out["kl"]}
 
     # -- sampling --------------------------------------------------------------------------
 

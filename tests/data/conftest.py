@@ -1,10 +1,10 @@
-"""Fixtures of the data tests: datasets prepared once per session, small bad-input files."""
+"""Fixtures of the data tests: published split sizes, small bad-input files (`prepared`
+is in tests/conftest.py)."""
 
 import json
 
 import pytest
 
-from tf_latentflow import data as D
 
 # From ../shared/data/*/PROVENANCE.md: (sequences, total time steps) per split.
 PUBLISHED = {
@@ -13,20 +13,6 @@ PUBLISHED = {
     "piano_midi": {"train": (87, 75911), "validation": (12, 8540), "test": (25, 19036)},
     "muse_data": {"train": (524, 245202), "validation": (135, 82755), "test": (124, 64339)},
 }
-
-
-@pytest.fixture(scope="session")
-def prepared(shared_data_dir, tmp_path_factory):
-    """prepared(name) -> the TFDS builder of `name`, prepared at most once per session."""
-    root = tmp_path_factory.mktemp("tfds")
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = D.prepare(name, data_dir=root, source_dir=shared_data_dir)
-        return cache[name]
-
-    return get
 
 
 @pytest.fixture(scope="session")

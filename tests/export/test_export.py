@@ -1,7 +1,7 @@
 """Exported SavedModels of every prior and the LSTM baseline, reloaded in a clean process.
 
 The clean process cannot import tensorflow_probability, tf_keras, tf_latentflow,
-trainers or export (`export_helpers.CLEAN_PRELUDE`); one such process checks all
+trainers or export (`export_testing.CLEAN_PRELUDE`); one such process checks all
 exported models (module fixture `reloaded`), the tests below read its answers.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import export_helpers as H
+import export_testing as H
 from export import signatures
 from export.__main__ import main as export_main
 from export.run import IncompleteCheckpointError, load_run

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_latentflow.data.t_features import t_features
+from tf_latentflow.layers.t_features import t_features
 from tf_latentflow.layers.emission import Emission
 from tf_latentflow.layers.inference import SymbolEmbedding
 

@@ -120,7 +120,7 @@ def test_empty_sequence_gives_empty_output_and_zero_state_gradients():
 def test_t_feature_rows_equal_concatenated_one_hot_features():
     """`call(x, t_rows=...)` and `step(x_t, state, t_row=...)` equal the layer on
     concat([x, t_features]) (the same kernel: its last 2 * depth rows multiply them)."""
-    from tf_latentflow.data.t_features import t_features, t_features_at
+    from tf_latentflow.layers.t_features import t_features, t_features_at
 
     rng = np.random.default_rng(4)
     depth, steps, size = 6, 5, 3

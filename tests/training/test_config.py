@@ -84,14 +84,14 @@ def test_a_config_json_without_a_later_setting_reads_as_the_code_of_its_time():
 
 
 def test_conditioner_options_parse_validate_and_reach_the_prior():
-    from tf_latentflow.training.trainer import prior_options
+    from tf_latentflow.runs.build import prior_options
 
     config = parse(["--model", "af-af", "--nlsq-damping", "--flow-context", "first",
                     "--flow-init", "reference"])
-    assert prior_options(config) == dict(lstm_dropout=0.2, damped_nlsq=True,
+    assert prior_options(config.model_settings) == dict(lstm_dropout=0.2, damped_nlsq=True,
                                          flow_context_layers="first", flow_init="reference")
     # defaults add nothing, so an older run's model_config reads the same
-    assert prior_options(parse(["--model", "af-only"])) == {}
+    assert prior_options(parse(["--model", "af-only"]).model_settings) == {}
     with pytest.raises(ValueError, match="nlsq_damping applies to NLSq flows only"):
         default_config("jsb", "af-af", "out", nlsq_damping=True, scalar_map="affine")
     with pytest.raises(ValueError, match="nlsq_damping"):

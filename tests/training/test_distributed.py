@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from test_trainer import synthetic_bundle
+    from training_testing import synthetic_music_bundle as synthetic_bundle
     from training_testing import TINY
     from tf_latentflow.training import trainer as trainer_lib
     from tf_latentflow.training.config import default_config
@@ -96,7 +96,7 @@ RESET_SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tf_latentflow.training import trainer as trainer_lib
+    from tf_latentflow.training import state as state_lib
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         variable = keras.Variable([1.0, -2.0, 3.0])
@@ -113,7 +113,7 @@ RESET_SCRIPT = textwrap.dedent("""
         step()
     before = [float(tf.reduce_sum(tf.abs(v.value)).numpy()) for v in optimizer.variables]
     with strategy.scope():
-        trainer_lib.reset_optimizer_state(optimizer)
+        state_lib.reset_optimizer_state(optimizer)
     per_replica = {{v.name: [float(tf.reduce_sum(tf.abs(t)).numpy())
                             for t in strategy.experimental_local_results(v.value)]
                    for v in optimizer.variables}}

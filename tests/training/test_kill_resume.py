@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
-    from test_trainer import config_for, synthetic_bundle
+    from training_testing import synthetic_music_bundle as synthetic_bundle, tiny_config as config_for
     from tf_latentflow.training import trainer as trainer_lib
     out, name, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     make = trainer_lib.Trainer._make_train_step

@@ -10,19 +10,19 @@ import tensorflow as tf
 
 from tf_latentflow import data as D
 from tf_latentflow.training import schedules
+from tf_latentflow.model import LatentFlowVAE
+from tf_latentflow.training import inputs, resume, state
 from tf_latentflow.training import trainer as trainer_lib
+from tf_latentflow.training.distribution import clip_across_replicas
 from tf_latentflow.training.config import default_config
-from training_testing import TINY, synthetic_music_bundle
+from training_testing import TINY, synthetic_music_bundle, tiny_config
 
 
 def synthetic_bundle(seed=0):
     return synthetic_music_bundle(seed, sizes=(12, 6, 6))
 
 
-def config_for(tmp_path, name, **overrides):
-    fields = dict(TINY, epochs=3, batch_size=4, kl_zero_epochs=1, kl_ramp_epochs=1, seed=3)
-    fields.update(overrides)
-    return default_config("jsb", "af-scf", str(tmp_path / name), **fields)
+config_for = tiny_config
 
 
 def weights(trainer):
@@ -88,8 +88,8 @@ def test_evaluation_steps_are_traced_once_per_run(straight_run):
     # Three epochs of validation at three different KL weights, then validation and test
     # NLL: one trace each (a per-epoch trace costs seconds to minutes on the paper's sizes).
     _, trainer, _ = straight_run
-    assert trainer._loss_sums_step.experimental_get_tracing_count() == 1
-    assert [f.experimental_get_tracing_count() for f in trainer._nll_steps.values()] == [1]
+    assert trainer.steps._loss_sums_step.experimental_get_tracing_count() == 1
+    assert [f.experimental_get_tracing_count() for f in trainer.steps._nll_steps.values()] == [1]
 
 
 def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, straight_run):
@@ -97,13 +97,13 @@ def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, 
     run_dir = tmp_path / "nan"
     shutil.copytree(straight_run[0] / "straight", run_dir)
     before = {p.name: p.read_bytes() for p in (run_dir / "checkpoints" / "best").iterdir()}
-    real = trainer_lib.sequence_terms
+    real = LatentFlowVAE.loss_terms
 
     def poisoned(*args, **kwargs):
         terms = real(*args, **kwargs)
         return {"loss": terms["loss"] * np.nan, "kl": terms["kl"]}
 
-    monkeypatch.setattr(trainer_lib, "sequence_terms", poisoned)
+    monkeypatch.setattr(LatentFlowVAE, "loss_terms", poisoned)
     diverging = trainer_lib.Trainer(config_for(tmp_path, "nan", epochs=5), bundle=bundle,
                                     log=lambda *_: None)
     with pytest.raises(trainer_lib.TrainingDiverged, match="non-finite training loss"):
@@ -165,7 +165,7 @@ def test_checkpoints_without_the_epoch_position_still_resume(tmp_path, straight_
     run_dir = tmp_path / "old"
     shutil.copytree(straight_run[0] / "straight", run_dir)
     shutil.rmtree(run_dir / "checkpoints" / "latest")
-    tf.train.CheckpointManager(tf.train.Checkpoint(**straight._checkpoint_parts),
+    tf.train.CheckpointManager(tf.train.Checkpoint(**straight.checkpoints.parts),
                                run_dir / "checkpoints" / "latest", max_to_keep=1).save(checkpoint_number=9)
     resumed = trainer_lib.Trainer(config_for(tmp_path, "old"), bundle=bundle, log=lambda *_: None)
     assert resumed.restore_latest()
@@ -189,10 +189,10 @@ def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
         trainer.fit()
         history = [json.loads(line) for line in
                    (tmp_path / f"jit_{jit}" / "history.jsonl").read_text().splitlines()]
-        train = list(trainer_lib.batches(config, trainer.bundle, "train", epoch=0))
+        train = list(inputs.batches(config, trainer.bundle, "train", epoch=0))
         runs[jit] = (weights(trainer), history, trainer.evaluate()["test"]["nll"],
                      [b["x"].shape[1] for b in train], [b["x"].shape[0] for b in train])
-    assert all(t % trainer_lib.XLA_TIME_MULTIPLE == 0 for t in runs[True][3])
+    assert all(t % inputs.XLA_TIME_MULTIPLE == 0 for t in runs[True][3])
     assert runs[False][3] != runs[True][3]  # without XLA: padded to the longest sequence only
     assert runs[True][4] == [5, 5, 5] and runs[False][4] == [5, 5, 2]  # rows: filled with XLA
     for a, b in zip(runs[False][0], runs[True][0]):
@@ -212,7 +212,7 @@ def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path):
     bundle = synthetic_music_bundle(sizes=(12, 6, 6), max_len=40)  # lengths 3..39: 3 shapes
     trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
     shapes = set(D.batch_shapes(trainer.bundle.lengths["train"],
-                                trainer_lib.batch_config(config, trainer.bundle, epoch=0)))
+                                inputs.batch_config(config, trainer.bundle, epoch=0)))
     met, make = [], trainer._make_train_step
 
     def recording(element_spec):
@@ -224,14 +224,14 @@ def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path):
         return run
 
     trainer._make_train_step = recording
-    trainer._train_step = recording(trainer_lib.batches(config, trainer.bundle, "train", epoch=0).element_spec)
+    trainer._train_step = recording(inputs.batches(config, trainer.bundle, "train", epoch=0).element_spec)
     before = [v.numpy().copy() for v in trainer.model.variables + trainer.optimizer.variables]
     assert trainer.precompile() == len(shapes) > 1
     after = [v.numpy() for v in trainer.model.variables + trainer.optimizer.variables]
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
     trainer.fit()
-    steps = len(list(trainer_lib.batches(config, trainer.bundle, "train", epoch=0)))
+    steps = len(list(inputs.batches(config, trainer.bundle, "train", epoch=0)))
     assert set(met) <= shapes and len(met) == 4 * steps
 
 
@@ -249,16 +249,16 @@ def test_jit_compiled_flow_model_trains_and_evaluates(tmp_path):
 
 def test_clipping_scales_to_the_global_norm_and_keeps_non_finite():
     g = [tf.constant([3.0, 0.0]), None, tf.constant([[4.0]])]  # global norm 5
-    clipped = trainer_lib.clip_across_replicas(g, 0.25)
+    clipped = clip_across_replicas(g, 0.25)
     assert clipped[1] is None
     np.testing.assert_allclose(clipped[0].numpy(), [0.15, 0.0], rtol=1e-6)
     np.testing.assert_allclose(clipped[2].numpy(), [[0.2]], rtol=1e-6)
-    small = trainer_lib.clip_across_replicas(g, 10.0)  # below the threshold: unchanged
+    small = clip_across_replicas(g, 10.0)  # below the threshold: unchanged
     np.testing.assert_allclose(small[0].numpy(), [3.0, 0.0])
     # Loss-scaled gradients (x 1024): the norm is measured unscaled, the scale is kept.
-    scaled = trainer_lib.clip_across_replicas([t * 1024.0 for t in (g[0], g[2])], 0.25, 1024.0)
+    scaled = clip_across_replicas([t * 1024.0 for t in (g[0], g[2])], 0.25, 1024.0)
     np.testing.assert_allclose(scaled[0].numpy(), [0.15 * 1024, 0.0], rtol=1e-6)
-    bad = trainer_lib.clip_across_replicas([tf.constant([np.inf, 1.0])], 0.25)
+    bad = clip_across_replicas([tf.constant([np.inf, 1.0])], 0.25)
     assert not np.isfinite(bad[0].numpy()).all()
     assert not hasattr(keras.optimizers.Adam(), "dynamic_scale")  # the step's unscaling test
 
@@ -272,7 +272,7 @@ def test_settings_added_after_a_run_was_saved_count_as_their_defaults(tmp_path, 
     messages = []
     trainer = trainer_lib.Trainer(config_for(tmp_path, "older"), bundle=synthetic_bundle(),
                                   log=messages.append)
-    assert trainer.changed_settings() == {} and messages == []
+    assert resume.changed_settings(trainer.run_dir, trainer.config) == {} and messages == []
     with pytest.raises(trainer_lib.ConfigMismatch, match=r"reset_optimizer_on_decay False \(saved\)"):
         trainer_lib.Trainer(config_for(tmp_path, "older", reset_optimizer_on_decay=True),
                             bundle=synthetic_bundle(), log=lambda *_: None)
@@ -292,7 +292,7 @@ def test_a_run_saved_before_the_kl_start_weight_existed_resumes_only_as_it_train
     as_trained = dict(kl_start_weight=0.0, kl_schedule="early", adam_epsilon=1e-7)
     trainer = trainer_lib.Trainer(config_for(tmp_path, "v1", **as_trained),
                                   bundle=synthetic_bundle(), log=lambda *_: None)
-    assert trainer.changed_settings() == {}
+    assert resume.changed_settings(trainer.run_dir, trainer.config) == {}
     with pytest.raises(trainer_lib.ConfigMismatch, match=r"kl_start_weight 0.0 \(saved\) vs 1e-05"):
         trainer_lib.Trainer(config_for(tmp_path, "v1", **dict(as_trained, kl_start_weight=1e-5)),
                             bundle=synthetic_bundle(), log=lambda *_: None)
@@ -334,7 +334,7 @@ def test_a_reset_optimizer_continues_as_a_newly_made_one(loss_scaled):
         one_update(optimizer, used, tf.constant(rng.normal(size=3).astype(np.float32)))
     optimizer.learning_rate = 0.0025
     new.learning_rate = 0.0025
-    trainer_lib.reset_optimizer_state(optimizer)
+    state.reset_optimizer_state(optimizer)
     gradient = tf.constant(rng.normal(size=3).astype(np.float32))
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     assert int(inner.iterations.numpy()) == 0
@@ -415,7 +415,7 @@ def test_force_new_deletes_nothing_before_the_data_and_model_are_known_good(tmp_
 def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(tmp_path,
                                                                               straight_run):
     """An old run directory: its latest checkpoint lists the weights in creation order."""
-    from tf_latentflow.training.checkpoints import checkpoint_layout, checkpoint_objects
+    from tf_latentflow.runs.checkpoints import checkpoint_layout, checkpoint_objects
 
     run_dir = tmp_path / "listed"
     shutil.copytree(straight_run[0] / "straight", run_dir)
@@ -423,7 +423,7 @@ def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(t
                               log=lambda *_: None)
     assert old.restore_latest()
     expected = weights(old)
-    parts = {k: v for k, v in old._checkpoint_parts.items() if k not in ("model", "model_variables")}
+    parts = {k: v for k, v in old.checkpoints.parts.items() if k not in ("model", "model_variables")}
     legacy = tf.train.Checkpoint(**parts, **checkpoint_objects(old.model, "legacy"),
                                  position=old.position)
     for kind in ("latest", "best"):
@@ -444,7 +444,7 @@ def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(t
 
 
 def test_evaluate_only_refuses_a_checkpoint_that_does_not_match_the_model(tmp_path, straight_run):
-    from tf_latentflow.training.checkpoints import IncompleteCheckpointError
+    from tf_latentflow.runs.checkpoints import IncompleteCheckpointError
 
     run_dir = tmp_path / "other_model"
     shutil.copytree(straight_run[0] / "straight", run_dir)
@@ -466,7 +466,7 @@ def synthetic_text_bundle(seed=0, sizes=(12, 6, 6), vocabulary=("<pad>", "a", "b
             output_signature={"tokens": tf.TensorSpec([None], tf.int32),
                               "length": tf.TensorSpec([], tf.int32)})
         lengths[name] = sizes_
-    return trainer_lib.DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
+    return inputs.DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
 
 
 def test_text_lstm_trains_with_sgd_and_reports_exact_bits_per_character(tmp_path):

@@ -1,4 +1,11 @@
-"""The five datasets by name: their builders, kinds and CLI aliases; preparing and loading them."""
+"""The five datasets by name: kind, alphabet, reporting unit, CLI aliases and TFDS builder;
+preparing them.
+
+This is the one list of the datasets (`tf_latentflow.runs.registry` re-exports it
+beside the models). It is plain Python: the TFDS builders are imported only when a
+dataset is prepared (`DatasetEntry.builder_class`), so reading the list does not
+load TensorFlow Datasets.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +14,50 @@ import dataclasses
 import fcntl
 import os
 import pathlib
+import importlib
 import types
 
-import tensorflow_datasets as tfds
-
-from tf_latentflow.data import music, ptb
 from tf_latentflow.data.errors import DataError
+
+NUM_NOTES = 88  # piano keys A0..C8: the frame size of the four music datasets (BL2012)
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetEntry:
+    """One dataset: name (= its TFDS builder's), kind ("music": [T, 88] 0/1 piano rolls;
+    "text": [T] token ids with a vocabulary stored by the builder), num_notes (music),
+    and where its builder class is ("module:Class", imported on use)."""
+
     name: str
-    kind: str  # "music" or "text"
-    builder_cls: type
+    kind: str
+    builder: str
+    num_notes: int | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind == "text"
+
+    @property
+    def unit(self) -> str:
+        """The paper's unit of a per-step NLL: nats per time step (music, table 3), bits per
+        character (text, tables 1 and 2)."""
+        return "bits per character" if self.is_text else "nats per time step"
+
+    def builder_class(self) -> type:
+        module, name = self.builder.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def _music(name, builder):
+    return DatasetEntry(name, "music", f"tf_latentflow.data.music:{builder}", NUM_NOTES)
 
 
 DATASETS = types.MappingProxyType({
-    "jsb_chorales": DatasetEntry("jsb_chorales", "music", music.JsbChorales),
-    "nottingham": DatasetEntry("nottingham", "music", music.Nottingham),
-    "piano_midi": DatasetEntry("piano_midi", "music", music.PianoMidi),
-    "muse_data": DatasetEntry("muse_data", "music", music.MuseData),
-    "ptb_char": DatasetEntry("ptb_char", "text", ptb.PtbChar),
+    "jsb_chorales": _music("jsb_chorales", "JsbChorales"),
+    "nottingham": _music("nottingham", "Nottingham"),
+    "piano_midi": _music("piano_midi", "PianoMidi"),
+    "muse_data": _music("muse_data", "MuseData"),
+    "ptb_char": DatasetEntry("ptb_char", "text", "tf_latentflow.data.ptb:PtbChar"),
 })
 ALIASES = types.MappingProxyType({
     "jsb": "jsb_chorales", "piano": "piano_midi", "muse": "muse_data", "musedata": "muse_data",
@@ -64,17 +94,19 @@ def preparation_lock(name: str, data_dir: os.PathLike | str):
 
 
 def prepare(name: str, *, data_dir: os.PathLike | str, source_dir: os.PathLike | str | None = None,
-            allow_download: bool = False) -> tfds.core.DatasetBuilder:
-    """The prepared TFDS builder of `name` under `data_dir` (prepared now if needed).
+            allow_download: bool = False):
+    """The prepared TFDS builder (`tfds.core.DatasetBuilder`) of `name` under `data_dir` (prepared now if needed).
 
     Raw files come from `source_dir`, else $LATENTFLOW_DATA_DIR (see builder.py).
     Safe to call from several processes at once (`preparation_lock`).
     """
+    import tensorflow_datasets as tfds  # here: reading the catalog stays light
+
     entry = DATASETS[canonical_name(name)]
     with preparation_lock(name, data_dir):
         # Built under the lock: a builder made earlier would not see a dataset that
         # another process finished preparing meanwhile.
-        builder = entry.builder_cls(data_dir=os.fspath(data_dir), source_dir=source_dir,
+        builder = entry.builder_class()(data_dir=os.fspath(data_dir), source_dir=source_dir,
                                     allow_download=allow_download)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(try_download_gcs=False))

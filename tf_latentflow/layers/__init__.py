@@ -1,13 +1,16 @@
-"""Keras 3 layers: conditioner networks and the within-step flow stacks."""
+"""Keras 3 layers of the models: conditioner networks, the within-step flow stacks, the
+LSTMs, the inference network and the emission, and the length conditioning: the
+length model p(T) (`length_model`) and the T-features (`t_features`, appendix D)."""
 
 from tf_latentflow.layers.context_mlp import ContextMLP
 from tf_latentflow.layers.emission import Emission
 from tf_latentflow.layers.hidden_flow import STACK_KINDS, HiddenFlowStack
 from tf_latentflow.layers.inference import InferenceNetwork, StackedBiLSTM, SymbolEmbedding
 from tf_latentflow.layers.lstm import FastLSTM
+from tf_latentflow.layers.length_model import LengthModel, empirical_length_probs
 from tf_latentflow.layers.made import MADE
 
 __all__ = [
-    "ContextMLP", "Emission", "FastLSTM", "HiddenFlowStack", "InferenceNetwork", "MADE", "STACK_KINDS",
-    "StackedBiLSTM", "SymbolEmbedding",
+    "ContextMLP", "Emission", "FastLSTM", "HiddenFlowStack", "InferenceNetwork", "LengthModel", "MADE", "STACK_KINDS",
+    "StackedBiLSTM", "SymbolEmbedding", "empirical_length_probs",
 ]

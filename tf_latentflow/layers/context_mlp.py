@@ -111,15 +111,19 @@ class ContextMLP(keras.layers.Layer):
             self.kernels.append(self.add_weight(shape=(fan_in, fan_out), initializer=kernel_init,
                                                 name=f"kernel_{i}"))
             if self.context_size is not None and (i == 0 or self.context_layers == "all"):
+                # Its own initializer: a Keras 3 initializer instance draws the same numbers
+                # on every call, so sharing the kernel's would copy the kernel's draws.
+                context_init, _ = self._initializers(fan_in, last)
                 self.context_kernels.append(self.add_weight(
-                    shape=(self.context_size, fan_out), initializer=kernel_init,
+                    shape=(self.context_size, fan_out), initializer=context_init,
                     name=f"context_kernel_{i}"))
             self.biases.append(self.add_weight(shape=(fan_out,), initializer=bias_init,
                                                name=f"bias_{i}"))
         self.built = True
 
     def _initializers(self, fan_in, last):
-        """(kernel, bias) initializers of one dense layer (module docstring, "init")."""
+        """New (kernel, bias) initializers of one dense layer (module docstring, "init"); one
+        pair per weight, never shared (a Keras 3 initializer repeats its draws)."""
         if self.init == "glorot":
             glorot = keras.initializers.GlorotUniform(seed=None)
             return (_scaled(glorot, self.output_scale) if last else glorot), "zeros"

@@ -92,15 +92,16 @@ class Emission(keras.layers.Layer):
                              f"{tied_embedding.size}], needs [{self.num_outputs}, {self.projection_size}]")
         self.tied_embedding = tied_embedding
         policy = self.dtype_policy
-        uniform = keras.initializers.RandomUniform(-INIT_RANGE, INIT_RANGE)
+        # A new initializer per weight: a Keras 3 initializer instance repeats its draws.
+        uniform = lambda: keras.initializers.RandomUniform(-INIT_RANGE, INIT_RANGE)  # noqa: E731
         self.z_dropout = keras.layers.Dropout(self.dropout, name="z_dropout", dtype=policy)
         self.bilstm = StackedBiLSTM(self.hidden_units, self.num_layers, self.dropout, name="bilstm",
                                     dtype=policy)
-        self.projection = keras.layers.Dense(self.projection_size, kernel_initializer=uniform,
+        self.projection = keras.layers.Dense(self.projection_size, kernel_initializer=uniform(),
                                              name="projection", dtype=policy)
         self.projection_dropout = keras.layers.Dropout(self.dropout, name="projection_dropout", dtype=policy)
         self.output_layer = None if tied_embedding is not None else keras.layers.Dense(
-            self.num_outputs, kernel_initializer=uniform, name="output", dtype=policy)
+            self.num_outputs, kernel_initializer=uniform(), name="output", dtype=policy)
 
     @property
     def tie_weights(self) -> bool:

@@ -44,7 +44,7 @@ import importlib
 import keras
 import tensorflow as tf
 
-from tf_latentflow.data.t_features import t_feature_rows, t_feature_rows_at
+from tf_latentflow.layers.t_features import t_feature_rows, t_feature_rows_at
 
 try:  # True while tracing inside tf.function(jit_compile=True): cuDNN ops have no XLA kernel
     from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _in_xla

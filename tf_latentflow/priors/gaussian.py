@@ -39,7 +39,11 @@ class StandardNormalPrior(keras.layers.Layer):
 
     def log_prob(self, z, lengths, training=False):
         z = tf.convert_to_tensor(z)
-        return standard_normal_log_prob(z) * step_mask(lengths, tf.shape(z)[1], z.dtype)
+        valid = tf.sequence_mask(lengths, tf.shape(z)[1])
+        # Padding steps are zeroed before the density (not after), so whatever they hold
+        # (NaN, Inf) never reaches the result or its gradient.
+        z = tf.where(valid[..., tf.newaxis], z, tf.zeros_like(z))
+        return tf.where(valid, standard_normal_log_prob(z), tf.zeros([], z.dtype))
 
     def sample(self, lengths, seed=None, max_steps=None):
         lengths = tf.cast(lengths, tf.int32)

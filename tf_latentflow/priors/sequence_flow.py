@@ -25,7 +25,7 @@ its inverse serves sampling, for every variant.
 import keras
 import tensorflow as tf
 
-from tf_latentflow.data.t_features import t_features
+from tf_latentflow.layers.t_features import t_features
 from tf_latentflow.layers.hidden_flow import HiddenFlowStack
 from tf_latentflow.priors.gaussian import standard_normal_log_prob, step_mask
 from tf_latentflow.priors.serial_scan import serial_loop, serial_scan

@@ -17,7 +17,7 @@ of its inputs (what `serial_scan` needs).
 import keras
 import tensorflow as tf
 
-from tf_latentflow.data.t_features import t_feature_rows_at
+from tf_latentflow.layers.t_features import t_feature_rows_at
 from tf_latentflow.layers.lstm import FastLSTM
 
 __all__ = ["TimeConditioner"]

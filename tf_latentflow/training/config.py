@@ -26,16 +26,18 @@ import json
 import os
 
 from tf_latentflow.layers.context_mlp import CONTEXT_LAYERS, INITS
+from tf_latentflow.runs import registry
+from tf_latentflow.runs.build import ModelSettings
 from tf_latentflow.training.schedules import KL_SHAPES, KLSchedule
 
 __all__ = ["TrainConfig", "LEGACY_VALUES", "saved_value", "MUSIC_DATASETS", "TEXT_DATASETS", "MODEL_CHOICES", "default_config",
            "add_arguments", "config_from_args"]
 
-MUSIC_DATASETS = ("jsb_chorales", "nottingham", "piano_midi", "muse_data")
-TEXT_DATASETS = ("ptb_char",)
-MODEL_CHOICES = ("af-af", "af-scf", "iaf-scf", "af-only", "af-af-af-hidden", "standard-normal", "lstm")
-DATASET_ALIASES = {"jsb": "jsb_chorales", "piano": "piano_midi", "muse": "muse_data",
-                   "musedata": "muse_data", "ptb": "ptb_char"}
+# The registry's names (tf_latentflow.runs.registry), as the trainers' choices.
+MUSIC_DATASETS = registry.dataset_names("music")
+TEXT_DATASETS = registry.dataset_names("text")
+MODEL_CHOICES = registry.MODEL_NAMES
+DATASET_ALIASES = registry.ALIASES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,23 +95,8 @@ class TrainConfig:
             raise ValueError(f"kl_start_weight must be in [0, 1], got {self.kl_start_weight}")
         if not self.adam_epsilon > 0.0:
             raise ValueError(f"adam_epsilon must be > 0, got {self.adam_epsilon}")
-        if self.dataset not in MUSIC_DATASETS + TEXT_DATASETS:
+        if self.dataset not in registry.DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}")
-        if self.model not in MODEL_CHOICES:
-            raise ValueError(f"unknown model {self.model!r}; choose from {MODEL_CHOICES}")
-        if self.scalar_map not in ("nlsq", "affine"):
-            raise ValueError(f"scalar_map must be nlsq or affine, got {self.scalar_map!r}")
-        if self.flow_context not in CONTEXT_LAYERS:
-            raise ValueError(f"flow_context must be one of {CONTEXT_LAYERS}, got {self.flow_context!r}")
-        if self.flow_init not in INITS:
-            raise ValueError(f"flow_init must be one of {INITS}, got {self.flow_init!r}")
-        flowless = self.model in ("lstm", "standard-normal")
-        if self.nlsq_damping and (flowless or self.scalar_map != "nlsq"):
-            raise ValueError(f"nlsq_damping applies to NLSq flows only; model {self.model!r} with "
-                             f"scalar map {self.scalar_map!r} has none")
-        if flowless and (self.flow_context, self.flow_init) != ("all", "glorot"):
-            raise ValueError(f"flow_context and flow_init apply to flow priors only; model "
-                             f"{self.model!r} has none")
         if self.mixed_precision not in ("off", "auto", "on"):
             raise ValueError(f"mixed_precision must be off, auto or on, got {self.mixed_precision!r}")
         if self.strategy not in ("auto", "default", "mirrored", "multiworker"):
@@ -140,22 +127,16 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.kl_zero_epochs < 0 or self.kl_ramp_epochs < 0:
             raise ValueError("kl_zero_epochs and kl_ramp_epochs must be >= 0")
-        if self.scalar_map != "nlsq" and self.model in ("lstm", "standard-normal"):
-            raise ValueError(f"scalar_map {self.scalar_map!r} applies to flow priors; model "
-                             f"{self.model!r} has no scalar map")
-        if self.model in ("af-af", "af-only") and self.latent_size > min(self.flow_hidden_units):
-            raise ValueError(
-                f"latent_size {self.latent_size} is larger than the MADE width "
-                f"{min(self.flow_hidden_units)} (flow_hidden_units {self.flow_hidden_units}): every "
-                f"MADE hidden layer needs at least latent_size units")
+        self.model_settings  # validates the model's own settings (runs.build.ModelSettings)
 
     @property
     def is_text(self) -> bool:
-        return self.dataset in TEXT_DATASETS
+        return registry.dataset(self.dataset).is_text
 
     @property
-    def is_baseline(self) -> bool:
-        return self.model == "lstm"
+    def model_settings(self) -> ModelSettings:
+        """What fixes this run's model architecture (`runs.build_model` builds it)."""
+        return ModelSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)})
 
     @property
     def kl_schedule_spec(self) -> KLSchedule:
@@ -164,11 +145,9 @@ class TrainConfig:
                           shape=self.kl_schedule)
 
     @property
-    def prior_name(self) -> str:
+    def prior_name(self) -> str | None:
         """The prior's registry name; `--scalar-map affine` is the paper's "- NLSq" ablation."""
-        if self.scalar_map == "affine":
-            return self.model + "-nlsq"
-        return self.model
+        return self.model_settings.prior_name
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -197,7 +176,7 @@ def saved_value(saved: dict, name: str):
 
 
 def _dataset_defaults(dataset: str, model: str) -> dict:
-    if model == "lstm":
+    if not registry.model_entry(model).is_latent:
         # The reference baseline: dropout 0.1, patience 4, no KL schedule; SGD lr 20 for
         # text, Adam 1e-3 for music (SGD lr 20 diverges on music here; module docstring).
         text = dataset in TEXT_DATASETS

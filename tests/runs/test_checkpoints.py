@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_latentflow.training import trainer as trainer_lib
-from tf_latentflow.training.checkpoints import (IncompleteCheckpointError, check_model_weights,
+from tf_latentflow.runs import build_model
+from tf_latentflow.training.inputs import length_model
+from tf_latentflow.runs.checkpoints import (IncompleteCheckpointError, check_model_weights,
                                                 checkpoint_objects, optimizer_objects)
 from tf_latentflow.training.config import default_config
 
-from test_trainer import TINY, synthetic_bundle
+from training_testing import TINY, synthetic_music_bundle as synthetic_bundle
 
 
 def build(tmp_path, model, seed):
     config = default_config("jsb", model, str(tmp_path / model), seed=seed, **TINY)
     bundle = synthetic_bundle()
     keras.utils.set_random_seed(seed)
-    return trainer_lib.build_model(config, trainer_lib.length_model(config, bundle), None)
+    return build_model(config.model_settings, length_model(config, bundle), None)
 
 
 @pytest.mark.parametrize("model", ["af-af", "iaf-scf", "af-only", "lstm"])

@@ -17,7 +17,7 @@ from tf_latentflow.training.config import default_config
 import training_testing
 from training_testing import TINY
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BLOCKED = ("tensorflow_probability", "tf_keras", "tf_latentflow", "trainers", "export")
 
 
@@ -81,7 +81,10 @@ def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3,
     """
     import keras
 
-    from tf_latentflow.data import LengthModel
+    from tf_latentflow.layers import LengthModel
+    from tf_latentflow.runs import RunDirectory, build_model
+    from tf_latentflow.runs.checkpoints import checkpoint_objects
+    from tf_latentflow.training.resume import portable_config
 
     run_dir = pathlib.Path(run_dir)
     dataset = "ptb" if text else "jsb"
@@ -89,8 +92,8 @@ def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3,
     rng = np.random.default_rng(seed)
     lengths = rng.integers(3, 9, size=16)
     keras.utils.set_random_seed(seed)
-    model_obj = trainer_lib.build_model(
-        config, LengthModel.from_lengths(lengths, smoothing=not text, name="length_model"),
+    model_obj = build_model(
+        config.model_settings, LengthModel.from_lengths(lengths, smoothing=not text, name="length_model"),
         len(TEXT_VOCABULARY) if text else None)
     batch_lengths = tf.constant(lengths[:4], tf.int32)
     steps_t = int(lengths[:4].max())
@@ -101,20 +104,12 @@ def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3,
     optimizer = keras.optimizers.Adam(0.01)
     for step in range(steps):
         with tf.GradientTape() as tape:
-            terms = trainer_lib.sequence_terms(model_obj, {"x": x, "lengths": batch_lengths},
-                                               kl_weight=1.0, num_samples=1, seed=step, training=True)
+            terms = model_obj.loss_terms(x, batch_lengths, kl_weight=1.0, num_samples=1, seed=step,
+                                         training=True)
             loss = tf.reduce_mean(terms["loss"] / (tf.cast(batch_lengths, tf.float32) + 1))
         variables = model_obj.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    from tf_latentflow.training.checkpoints import checkpoint_objects
-
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**checkpoint_objects(model_obj)),
-                                         run_dir / "checkpoints" / "best", max_to_keep=1)
-    manager.save(checkpoint_number=1)
-    resolved = json.loads(config.to_json())
-    resolved["model_config"] = model_obj.get_config()
-    resolved["precision_policy"] = "float32"
-    if text:
-        resolved["vocabulary"] = list(TEXT_VOCABULARY)
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    run = RunDirectory(run_dir)
+    run.checkpoint_manager(tf.train.Checkpoint(**checkpoint_objects(model_obj)), "best").save(checkpoint_number=1)
+    run.write_config(portable_config(config), model_obj, vocabulary=TEXT_VOCABULARY if text else None)
     return model_obj

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_latentflow import data as D
+from tf_latentflow.layers import t_features as D
 
 
 def test_indices_and_padding():

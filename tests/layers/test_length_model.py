@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_latentflow import data as D
+from tf_latentflow.data import split_lengths
+from tf_latentflow.layers import length_model as D
 
 
 def test_text_rule_is_plain_frequencies():
@@ -26,7 +27,7 @@ def test_music_rule_is_add_one_up_to_floor_1_25_max():
 
 def test_probabilities_sum_to_one_and_log_prob(prepared):
     builder = prepared("jsb_chorales")
-    lengths = np.concatenate([D.split_lengths(builder.as_dataset(split=s)) for s in ("train", "validation")])
+    lengths = np.concatenate([split_lengths(builder.as_dataset(split=s)) for s in ("train", "validation")])
     model = D.LengthModel.from_lengths(lengths, smoothing=True)
     assert model.max_length == int(144 * 1.25)
     assert float(tf.reduce_sum(model.probs)) == pytest.approx(1.0, abs=1e-6)

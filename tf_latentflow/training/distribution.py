@@ -1,0 +1,48 @@
+"""Devices and precision: the tf.distribute strategy, clipping across replicas, the dtype policy."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["clip_across_replicas", "select_strategy", "resolve_precision"]
+
+
+def clip_across_replicas(gradients, clip_norm: float, loss_scale=1.0):
+    """Per-replica gradients scaled so that their sum has global norm <= clip_norm.
+
+        g_sum  = sum_r g_r                       (an all-reduce when there are replicas)
+        factor = clip_norm / max(||g_sum|| / loss_scale, clip_norm)
+        return   factor * g_r
+
+    The optimizer then sums the replicas' factor * g_r: the clipped global gradient,
+    as on one device (Keras's `global_clipnorm` clips every replica's part by its own
+    norm before the all-reduce). `loss_scale` unscales mixed-float16 gradients for the
+    norm; non-finite gradients stay non-finite, so the loss-scale optimizer still skips
+    the step. Runs in replica context.
+    """
+    context = tf.distribute.get_replica_context()
+    present = [g for g in gradients if g is not None]
+    if context is not None and context.num_replicas_in_sync > 1:
+        present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+    norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in present]) / tf.cast(loss_scale, tf.float32)
+    factor = clip_norm / tf.maximum(norm, clip_norm)
+    return [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
+
+
+def select_strategy(name: str) -> tf.distribute.Strategy:
+    """"multiworker", "mirrored" (every local GPU, or the CPU), "default" (one device), or
+    "auto": mirrored when more than one GPU is visible, else the default strategy."""
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def resolve_precision(mode: str) -> str:
+    """The run's dtype policy: 'mixed_float16' for mode 'on', and for 'auto' when a GPU is
+    visible; else 'float32'. It is given to the model explicitly (Keras's global policy is
+    never touched, so nothing else in the process changes precision)."""
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    return "mixed_float16" if mode == "on" or (mode == "auto" and gpu) else "float32"

@@ -1,0 +1,82 @@
+"""What the training loop reads: a dataset's splits, their batches, and p(T) from them.
+
+Training batches are shuffled with a seed fixed by (seed, epoch), bucketed by length;
+with jit_compile they are padded to a grid of lengths (`data.padded_length`) and filled
+to the batch size with weight-0 rows, so that XLA meets a fixed set of shapes
+(`data.batch_shapes`), all known before the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tf_latentflow import data as D
+from tf_latentflow.runs import make_length_model, registry
+from tf_latentflow.training.config import TrainConfig
+
+__all__ = ["XLA_TIME_MULTIPLE", "DataBundle", "load_data", "batch_config", "batches", "length_model",
+           "zero_batch"]
+
+# With jit_compile, batches are padded to this grid (`data.padded_length`: multiples of
+# 16 steps up to 256, coarser above) and training batches filled to the batch size, so
+# that XLA compiles one program per padded length (~10 for JSB), all before epoch 1.
+XLA_TIME_MULTIPLE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class DataBundle:
+    splits: dict  # split name -> TFDS examples (tf.data.Dataset)
+    lengths: dict  # split name -> np.ndarray of lengths
+    vocabulary: tuple | None  # text: id -> symbol
+
+
+def load_data(config: TrainConfig) -> DataBundle:
+    """Prepare (once) and open the dataset's three splits."""
+    builder = D.prepare(config.dataset, data_dir=os.path.expanduser(config.prepared_dir),
+                        source_dir=config.data_dir)
+    splits = {name: builder.as_dataset(split=name) for name in ("train", "validation", "test")}
+    lengths = {name: D.split_lengths(ds) for name, ds in splits.items()}
+    vocabulary = tuple(builder.info.metadata["vocab"]) if config.is_text else None
+    return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
+
+
+def batch_config(config: TrainConfig, bundle: DataBundle, *, epoch: int | None = None,
+                 batch_size: int | None = None) -> D.BatchConfig:
+    """How a split is batched: training batches (epoch given) are shuffled with a seed fixed
+    by (seed, epoch); with jit_compile, padded to the XLA grid and (training) filled to the
+    batch size, so that every training shape is known before the run starts."""
+    training = epoch is not None
+    boundaries = (D.quantile_boundaries(bundle.lengths["train"], config.num_buckets)
+                  if config.num_buckets > 1 else ())
+    return D.BatchConfig(
+        batch_size=batch_size or (config.batch_size if training else config.eval_batch_size),
+        shuffle=training, seed=(config.seed * 1_000_003 + epoch) if training else None,
+        bucket_boundaries=boundaries, pad_to_multiple=XLA_TIME_MULTIPLE if config.jit_compile else 1,
+        fill_batches=training and config.jit_compile)
+
+
+def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int | None = None,
+            batch_size: int | None = None) -> tf.data.Dataset:
+    """Batches of a split (`batch_config`)."""
+    return D.make_batches(bundle.splits[split], batch_config(config, bundle, epoch=epoch,
+                                                             batch_size=batch_size))
+
+
+def length_model(config: TrainConfig, bundle: DataBundle):
+    """p(T) from training and validation lengths (`runs.make_length_model`); refuses a
+    dataset whose test split has a longer sequence than its support."""
+    lengths = np.concatenate([bundle.lengths["train"], bundle.lengths["validation"]])
+    return make_length_model(lengths, dataset=config.dataset, longest=int(bundle.lengths["test"].max()))
+
+
+def zero_batch(config: TrainConfig, rows: int, steps: int) -> dict:
+    """A batch of zeros of the given shape, with the keys and dtypes of `batches`' batches."""
+    entry = registry.dataset(config.dataset)
+    x_shape = [rows, steps] + ([] if entry.is_text else [entry.num_notes])
+    lengths = tf.ones([rows], tf.int32)
+    return {"x": tf.zeros(x_shape, tf.int32 if entry.is_text else tf.float32), "lengths": lengths,
+            "mask": tf.sequence_mask(lengths, steps, dtype=tf.float32), "weight": tf.ones([rows], tf.float32)}
