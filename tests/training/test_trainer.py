@@ -439,7 +439,7 @@ def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(t
     for got, want in zip(weights(resumed), expected):
         np.testing.assert_array_equal(got, want)
     resumed.fit()  # one more epoch, saved in the named layout
-    assert checkpoint_layout(resumed.latest.latest_checkpoint) == "named"
+    assert checkpoint_layout(resumed.checkpoints.latest.latest_checkpoint) == "named"
     assert np.isfinite(resumed.evaluate()["test"]["nll"])
 
 
