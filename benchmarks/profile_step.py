@@ -11,7 +11,7 @@ BiLSTMs 2x500, prior LSTM 2x500, 5 flow layers, MADE / coupling 2x100) and a
 one synthetic batch of B x T 88-note piano rolls (every sequence of length T).
 `--small` shrinks every size (for the tests).
 
-The full training step is the trainer's (`Trainer._make_train_step`) re-written
+The full training step is the trainer's (`training.steps.TrainSteps.build_train_step`) re-written
 here for one device: the model's `loss_terms` with training=True, the batch mean of the
 per-step loss (row weights all 1: no filler rows), gradients,
 `clip_across_replicas` at the config's clip norm, Adam `apply_gradients`; with
