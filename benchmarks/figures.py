@@ -3,7 +3,11 @@
     python benchmarks/figures.py figure5 [--out-dir docs/figures] [--steps 3000] [--seed 0]
     python benchmarks/figures.py figure7 [--out-dir docs/figures]
                                          [--generation-json benchmarks/results/generation.json]
-    python benchmarks/figures.py all [--out-dir docs/figures]
+    python benchmarks/figures.py figure6 --run-dir RUN [--af-only-run-dir RUN2] [--steps 4]
+                                         [--out-dir docs/figures]
+    python benchmarks/figures.py samples --run-dir RUN [--run-dir RUN ...] [--num 3]
+                                         [--length 64] [--data-dir ../shared/data]
+    python benchmarks/figures.py all [--out-dir docs/figures]   (figure5 and figure7 only)
 
 figure5 writes three pictures of the NLSq scalar map (paper figure 5):
 
@@ -27,6 +31,19 @@ figure7 draws the sampling time against the sequence length (paper figure 7) fro
 JSON of `benchmarks/generation.py` (run that first, on an idle machine): ms per sequence
 against T on log-log axes, one line per model, one panel per batch size (1 and 32 by
 default); lengths the benchmark skipped (its time budget) are listed in the legend.
+
+figure6 draws the conditional prior densities p(z_t | z_<t, T) (paper figure 6) of a
+trained run with latent size 2 (an AF-in-time prior: `af-af`, `af-scf`, or `af-only`
+alongside with --af-only-run-dir) on a 2-D grid, for --steps consecutive steps t of one
+sequence z drawn from the prior, the sampled z_t marked on each panel. The IAF-in-time
+prior (`iaf-scf`) is refused: its density at step t needs the serial inverse over z_<t
+for every grid point.
+
+samples draws piano rolls (time x pitch, 0/1) of --num samples of each trained music run
+at length --length, next to the first --num JSB Chorales test pieces (cropped to
+--length), to docs/figures/samples.png.
+
+figure6 and samples read trained runs (`RunDirectory(path).load()`), so `all` skips them.
 
 The computations are plain functions returning NumPy arrays (tested in
 `tests/test_figures.py`); matplotlib (the `plots` extra) is imported by the plotting
@@ -54,6 +71,7 @@ tfd = tfp.distributions
 
 DEFAULT_OUT_DIR = pathlib.Path(__file__).resolve().parents[1] / "docs" / "figures"
 DEFAULT_GENERATION_JSON = pathlib.Path(__file__).resolve().parent / "results" / "generation.json"
+DEFAULT_SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data
 DPI = 100
 
 
@@ -214,6 +232,113 @@ def generation_title(result):
             f"{machine.get('platform')}")
 
 
+def run_label(config):
+    """"<model> on <dataset>" from a run's config.json."""
+    return f"{config.get('model', '?')} on {config.get('dataset', '?')}"
+
+
+def check_conditional_prior(prior):
+    """Raise unless `prior` is a latent-size-2 prior with cheap conditionals p(z_t | z_<t, T)."""
+    if getattr(prior, "time", None) == "iaf":
+        raise ValueError("figure 6 needs p(z_t | z_<t, T) at many grid points z_t; the IAF-in-time "
+                         "prior (iaf-scf) only has it through the serial inverse over z_<=t for every "
+                         "point, so it is not drawn: use an af-af, af-scf or af-only run")
+    if getattr(prior, "time", None) not in ("af", "none"):
+        raise ValueError(f"not a SequenceFlowPrior with an AF or no flow in time: {prior!r}")
+    if prior.latent_size != 2:
+        raise ValueError(f"figure 6 draws 2-D densities; this prior has latent size {prior.latent_size} "
+                         f"(train with --latent-size 2)")
+
+
+def conditional_log_density(prior, z_prefix, t, length, points, chunk=4096):
+    """log p(z_t = p | z_<t = z_prefix[:t], T = length) for each row p of `points` `[N, 2]`: `[N]` float64.
+
+    Each point becomes one copy of the sequence (z_<t from `z_prefix`, z_t = p) scored by
+    `prior.log_prob`, whose column t is read. For an AF in time (and for no flow in time)
+    column t is log N(eps_t; 0, I) + log|det d eps_t / d z_t| with eps_t = f^{-1}(z_t; c_t)
+    and c_t = LSTM(z_<t, T) run over the sequence shifted by one step (c_t = T-features
+    only for "none"): it depends on z_<=t and T, and on no later step. So the copies stop
+    at step t (padded time dimension t + 1) while `lengths` stays T, which the T-features
+    read; tests/test_figures_runs.py checks that later steps change nothing and that
+    this equals column t of the full-length sequence. For an IAF in time it would need
+    the serial inverse per point (`check_conditional_prior` refuses it).
+    """
+    check_conditional_prior(prior)
+    t, length = int(t), int(length)
+    if not 0 <= t < length:
+        raise ValueError(f"need 0 <= t < length; got t={t}, length={length}")
+    prefix = np.asarray(z_prefix, np.float32)[:t].reshape(t, prior.latent_size)
+    points = np.asarray(points, np.float32).reshape(-1, prior.latent_size)
+    out = []
+    for start in range(0, len(points), chunk):
+        grid = points[start:start + chunk]
+        z = np.concatenate([np.broadcast_to(prefix, (len(grid), t, prior.latent_size)),
+                            grid[:, np.newaxis]], axis=1)
+        lengths = tf.fill([len(grid)], length)
+        out.append(prior.log_prob(tf.constant(z), lengths)[:, t].numpy().astype(np.float64))
+    return np.concatenate(out)
+
+
+def conditional_density_grid(prior, z_prefix, t, length, xlim, ylim, n, chunk=4096):
+    """`(xs, ys, density)`: p(z_t | z_<t, T) on an n x n grid (`density[i, j]` at `(xs[j], ys[i])`).
+
+    `z_prefix` `[>= t, 2]` holds z_<t (rows from t on are ignored); `length` is T.
+    """
+    return density_on_grid(lambda points: conditional_log_density(prior, z_prefix, t, length, points,
+                                                                  chunk=chunk),
+                           xlim, ylim, n, chunk=chunk)
+
+
+def prior_sequence(prior, length, seed=0):
+    """One sequence z `[length, H]` drawn from the prior at T = length (float64)."""
+    z = prior.sample(tf.constant([int(length)], tf.int32), seed=int(seed))
+    return z[0].numpy().astype(np.float64)
+
+
+def figure6_panels(prior, length, steps, lim, n, seed=0, first_step=0):
+    """`(z, [(t, xs, ys, density), ...])` for t = first_step .. first_step + steps - 1, with
+    z `[length, 2]` the prior sample whose prefix conditions each panel."""
+    check_conditional_prior(prior)
+    if first_step + steps > length:
+        raise ValueError(f"steps {first_step}..{first_step + steps - 1} do not fit in T = {length}")
+    z = prior_sequence(prior, length, seed=seed)
+    panels = [(t, *conditional_density_grid(prior, z, t, length, (-lim, lim), (-lim, lim), n))
+              for t in range(first_step, first_step + steps)]
+    return z, panels
+
+
+def sample_rolls(model, num, length, seed=0):
+    """`num` piano rolls sampled from a trained music model at T = length: uint8
+    `[num, length, 88]` in {0, 1}."""
+    x, _ = model.sample(int(num), lengths=int(length), seed=int(seed))
+    x = np.asarray(x.numpy())
+    if x.ndim != 3:
+        raise ValueError(f"not a music model: its samples have shape {x.shape}, not [N, T, notes]")
+    return x.astype(np.uint8)
+
+
+def load_test_pieces(name="jsb_chorales", data_dir="~/tensorflow_datasets", source_dir=None):
+    """The test split of a prepared music dataset (`tf_latentflow.data.prepare`), a tf.data.Dataset
+    of {"piano_roll" uint8 [T, 88], "length", "index"}."""
+    from tf_latentflow import data
+
+    builder = data.prepare(name, data_dir=pathlib.Path(data_dir).expanduser(), source_dir=source_dir)
+    return builder.as_dataset(split="test")
+
+
+def real_rolls(examples, num, length):
+    """The first `num` piano rolls of `examples` (dicts with "piano_roll" and "length"), each
+    cropped to at most `length` steps: a list of uint8 `[min(T, length), 88]` arrays."""
+    out = []
+    for example in examples:
+        if len(out) == num:
+            break
+        steps = min(int(example["length"]), int(length))
+        out.append(np.asarray(example["piano_roll"])[:steps].astype(np.uint8))
+    return out
+
+
+
 # ---------------------------------------------------------------------------
 # Plotting (matplotlib imported here only).
 # ---------------------------------------------------------------------------
@@ -319,6 +444,56 @@ def plot_figure7(series, path, suptitle):
     return _save(fig, path)
 
 
+def plot_figure6(rows, path, suptitle):
+    """`rows`: list of (label, z `[T, 2]`, panels from `figure6_panels`); one row per run, one
+    panel per step t, each with its own colour scale and the sampled z_t marked."""
+    plt = _pyplot()
+    steps = max(len(panels) for _, _, panels in rows)
+    fig, axes = plt.subplots(len(rows), steps, figsize=(2.8 * steps, 2.9 * len(rows) + 0.5),
+                             squeeze=False, constrained_layout=True)
+    for r, (label, z, panels) in enumerate(rows):
+        for c, (t, xs, ys, density) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis",
+                      interpolation="nearest")
+            ax.plot(z[t, 0], z[t, 1], marker="x", color="red", ms=6, mew=1.5)
+            ax.set_title(f"{label}\np(z_{t} | z_<{t}, T)" if c == 0 else f"p(z_{t} | z_<{t}, T)",
+                         fontsize=9)
+            ax.tick_params(labelsize=7)
+        for c in range(len(panels), steps):
+            axes[r, c].axis("off")
+    fig.suptitle(suptitle, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_samples(rows, path, suptitle):
+    """`rows`: list of (label, [roll uint8 [T, 88], ...]); one row per source, time across,
+    pitch up (the notes any roll uses, with a margin)."""
+    plt = _pyplot()
+    used = np.flatnonzero(np.any([roll.any(axis=0) for _, rolls in rows for roll in rolls], axis=0))
+    low, high = (max(int(used[0]) - 2, 0), min(int(used[-1]) + 3, 88)) if len(used) else (0, 88)
+    cols = max(len(rolls) for _, rolls in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols, 2.0 * len(rows) + 0.4),
+                             squeeze=False, constrained_layout=True)
+    for r, (label, rolls) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(rolls):
+                ax.axis("off")
+                continue
+            roll = rolls[c][:, low:high]
+            ax.imshow(roll.T, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1,
+                      interpolation="nearest", extent=(0, len(roll), low + 21 - 0.5, high + 21 - 0.5))
+            ax.set_title(f"{label} #{c + 1}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if c == 0:
+                ax.set_ylabel("MIDI note", fontsize=8)
+            if r == len(rows) - 1:
+                ax.set_xlabel("time step", fontsize=8)
+    fig.suptitle(suptitle, fontsize=9)
+    return _save(fig, path)
+
+
 # ---------------------------------------------------------------------------
 # Subcommands.
 # ---------------------------------------------------------------------------
@@ -377,11 +552,91 @@ def figure7(args):
     return {"files": {"figure7": str(path)}}
 
 
+def add_figure6_arguments(parser):
+    parser.add_argument("--run-dir", required=True,
+                        help="a trained run with latent size 2 and an AF in time (af-af, af-scf)")
+    parser.add_argument("--af-only-run-dir", help="an af-only run (latent size 2), drawn alongside")
+    parser.add_argument("--steps", type=int, default=4, help="consecutive steps t to draw (default 4)")
+    parser.add_argument("--first-step", type=int, default=1, help="the first step t (default 1)")
+    parser.add_argument("--length", type=int, default=20, help="the sequence length T (default 20)")
+    parser.add_argument("--lim", type=float, default=4.0, help="the grid spans [-lim, lim]^2")
+    parser.add_argument("--grid-size", type=int, default=120, help="points per grid axis")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior sample z")
+    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+
+
+def figure6(args):
+    """Figure 6: conditional prior densities p(z_t | z_<t, T) of trained latent-size-2 runs."""
+    from tf_latentflow.runs import RunDirectory
+
+    rows, labels, datasets = [], [], []
+    for run_dir in filter(None, (args.run_dir, args.af_only_run_dir)):
+        run = RunDirectory(run_dir).load(args.checkpoint)
+        prior = getattr(run.model, "prior", None)
+        if prior is None:
+            raise ValueError(f"{run_dir}: {run.config.get('model')} has no latent prior")
+        start = time.perf_counter()
+        z, panels = figure6_panels(prior, args.length, args.steps, args.lim, args.grid_size,
+                                   seed=args.seed, first_step=args.first_step)
+        label = run_label(run.config)
+        print(f"figure6 {label}: {len(panels)} grids of {args.grid_size}^2 points "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        rows.append((label, z, panels))
+        labels.append(str(run.config.get("model")))
+        datasets.append(str(run.config.get("dataset")))
+    suptitle = (f"Conditional prior densities p(z_t | z_<t, T), latent size 2, of {' and '.join(labels)} "
+                f"trained on {' / '.join(sorted(set(datasets)))}\n(the paper's figure 6 used PTB); "
+                f"z_<t drawn from each prior (seed {args.seed}, T = {args.length}), x: the drawn z_t")
+    path = plot_figure6(rows, pathlib.Path(args.out_dir) / "figure6.png", suptitle)
+    print(f"figure6: {path} ({path.stat().st_size / 1024:.0f} KB)")
+    return {"files": {"figure6": str(path)}}
+
+
+def add_samples_arguments(parser):
+    parser.add_argument("--run-dir", action="append", required=True,
+                        help="a trained music run (repeat for several)")
+    parser.add_argument("--num", type=int, default=3, help="samples per run and real pieces (default 3)")
+    parser.add_argument("--length", type=int, default=64, help="sample length T (default 64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=str(DEFAULT_SOURCE_DIR),
+                        help="raw benchmark files (the source_dir of tf_latentflow.data.prepare)")
+    parser.add_argument("--prepared-dir", default="~/tensorflow_datasets",
+                        help="where TFDS keeps prepared datasets")
+    parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+
+
+def samples(args):
+    """Piano rolls sampled from trained music runs next to real JSB Chorales test pieces."""
+    from tf_latentflow.runs import RunDirectory
+
+    rows = []
+    for run_dir in args.run_dir:
+        run = RunDirectory(run_dir).load(args.checkpoint)
+        start = time.perf_counter()
+        rolls = sample_rolls(run.model, args.num, args.length, seed=args.seed)
+        label = run_label(run.config)
+        print(f"samples {label}: {args.num} x T = {args.length} ({time.perf_counter() - start:.0f} s)",
+              flush=True)
+        rows.append((label, list(rolls)))
+    test = load_test_pieces("jsb_chorales", data_dir=args.prepared_dir, source_dir=args.data_dir)
+    rows.append(("JSB test piece", real_rolls(test.take(args.num).as_numpy_iterator(), args.num,
+                                              args.length)))
+    suptitle = (f"Piano rolls (time x pitch): samples at T = {args.length} (seed {args.seed}) and the "
+                f"first {args.num} JSB Chorales test pieces (cropped to {args.length} steps)")
+    path = plot_samples(rows, pathlib.Path(args.out_dir) / "samples.png", suptitle)
+    print(f"samples: {path} ({path.stat().st_size / 1024:.0f} KB)")
+    return {"files": {"samples": str(path)}}
+
+
 # name -> (add its arguments to a parser, run it with the parsed arguments)
 SUBCOMMANDS = {
     "figure5": (add_figure5_arguments, figure5),
     "figure7": (add_figure7_arguments, figure7),
+    "figure6": (add_figure6_arguments, figure6),
+    "samples": (add_samples_arguments, samples),
 }
+# Subcommands that read trained runs (required arguments): `all` skips them.
+NEEDS_RUNS = ("figure6", "samples")
 
 
 def build_parser():
@@ -391,7 +646,8 @@ def build_parser():
         sub = commands.add_parser(name, help=(run.__doc__ or f"paper {name}").splitlines()[0])
         sub.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR))
         add_arguments(sub)
-    sub = commands.add_parser("all", help=f"every figure with its defaults: {', '.join(SUBCOMMANDS)}")
+    defaults = [name for name in SUBCOMMANDS if name not in NEEDS_RUNS]
+    sub = commands.add_parser("all", help=f"every figure with its defaults: {', '.join(defaults)}")
     sub.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR))
     return parser
 
@@ -399,7 +655,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "all":
-        return {name: main([name, "--out-dir", args.out_dir]) for name in SUBCOMMANDS}
+        return {name: main([name, "--out-dir", args.out_dir]) for name in SUBCOMMANDS
+                if name not in NEEDS_RUNS}
     return SUBCOMMANDS[args.command][1](args)
 
 

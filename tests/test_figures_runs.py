@@ -1,0 +1,134 @@
+"""benchmarks/figures.py figure6 and samples: the computations behind the pictures of trained runs.
+
+A tiny af-af music run with latent size 2 is written the way `export_testing.make_trained_run`
+does (which takes no model overrides): the conditional prior densities integrate to one and
+are causal, the IAF prior is refused, and the sampled and real piano rolls are 0/1 arrays
+of the requested shape. No matplotlib.
+"""
+
+import importlib.util
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_latentflow.priors import SequenceFlowPrior
+from tf_latentflow.training.config import default_config
+from training_testing import TINY
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+LENGTH = 6  # T of the density queries (the run's lengths are 3..8)
+
+
+@pytest.fixture(scope="module")
+def figures():
+    spec = importlib.util.spec_from_file_location("figures_runs", BENCHMARKS / "figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_latent2_run(run_dir, model="af-af", steps=2, seed=0):
+    """`export_testing.make_trained_run` with latent size 2: config.json and checkpoints/best."""
+    from tf_latentflow.layers import LengthModel
+    from tf_latentflow.runs import RunDirectory, build_model
+    from tf_latentflow.runs.checkpoints import checkpoint_objects
+    from tf_latentflow.training.resume import portable_config
+
+    config = default_config("jsb", model, str(run_dir), **dict(TINY, latent_size=2, seed=seed))
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 9, size=16)
+    keras.utils.set_random_seed(seed)
+    model_obj = build_model(config.model_settings,
+                            LengthModel.from_lengths(lengths, smoothing=True, name="length_model"))
+    batch_lengths = tf.constant(lengths[:4], tf.int32)
+    x = tf.constant((rng.random((4, int(lengths[:4].max()), 88)) < 0.1).astype(np.int32))
+    optimizer = keras.optimizers.Adam(0.01)
+    for step in range(steps):
+        with tf.GradientTape() as tape:
+            terms = model_obj.loss_terms(x, batch_lengths, kl_weight=1.0, num_samples=1, seed=step,
+                                         training=True)
+            loss = tf.reduce_mean(terms["loss"] / (tf.cast(batch_lengths, tf.float32) + 1))
+        variables = model_obj.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    run = RunDirectory(run_dir)
+    run.checkpoint_manager(tf.train.Checkpoint(**checkpoint_objects(model_obj)), "best").save(checkpoint_number=1)
+    run.write_config(portable_config(config), model_obj)
+    return run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_latent2_run(tmp_path_factory.mktemp("figures_runs") / "run").load()
+
+
+def test_loaded_run_is_a_latent2_af_prior(run, figures):
+    assert run.config["model"] == "af-af" and run.config["dataset"] == "jsb_chorales"
+    assert run.model.prior.time == "af" and run.model.prior.latent_size == 2
+    figures.check_conditional_prior(run.model.prior)
+
+
+@pytest.mark.parametrize("t", [0, 2])
+def test_conditional_density_integrates_to_one(run, figures, t):
+    prior = run.model.prior
+    z = figures.prior_sequence(prior, LENGTH, seed=1)
+    xs, ys, density = figures.conditional_density_grid(prior, z, t, LENGTH, (-9, 9), (-9, 9), 181)
+    assert density.shape == (181, 181) and np.all(np.isfinite(density)) and np.all(density >= 0)
+    mass = np.trapezoid(np.trapezoid(density, xs, axis=1), ys)
+    assert mass == pytest.approx(1.0, abs=2e-2)
+
+
+def test_conditional_density_is_column_t_and_ignores_later_steps(run, figures):
+    prior, t = run.model.prior, 2
+    z = figures.prior_sequence(prior, LENGTH, seed=2)
+    points = np.random.default_rng(0).normal(size=(7, 2)) * 2.0
+    got = figures.conditional_log_density(prior, z, t, LENGTH, points)
+    # Column t of full-length copies (z_t = point), with two different sets of later steps.
+    later = np.random.default_rng(1).normal(size=(2, 7, LENGTH - t - 1, 2)) * 3.0
+    columns = []
+    for rest in later:
+        full = np.concatenate([np.broadcast_to(z[:t], (7, t, 2)), points[:, None], rest], axis=1)
+        log_p = prior.log_prob(tf.constant(full, tf.float32), tf.fill([7], LENGTH))
+        columns.append(log_p[:, t].numpy())
+    np.testing.assert_allclose(columns[0], columns[1], rtol=0, atol=1e-5)  # causal in time
+    np.testing.assert_allclose(got, columns[0], rtol=0, atol=1e-4)  # truncation at t + 1 is exact
+    # ... and the prefix does matter (an AF in time, not independent steps).
+    other = figures.conditional_log_density(prior, z + 1.0, t, LENGTH, points)
+    assert np.max(np.abs(other - got)) > 1e-6
+
+
+def test_iaf_and_wrong_latent_size_are_refused(figures):
+    iaf = SequenceFlowPrior(latent_size=2, max_length=8, time="iaf", hidden="scf", lstm_units=4,
+                            lstm_layers=1, num_flow_layers=1, flow_hidden_units=(4,))
+    with pytest.raises(ValueError, match="IAF"):
+        figures.conditional_density_grid(iaf, np.zeros((LENGTH, 2)), 1, LENGTH, (-1, 1), (-1, 1), 3)
+    wide = SequenceFlowPrior(latent_size=3, max_length=8, time="af", lstm_units=4, lstm_layers=1,
+                             num_flow_layers=1, flow_hidden_units=(4,))
+    with pytest.raises(ValueError, match="latent size 3"):
+        figures.check_conditional_prior(wide)
+
+
+def test_sampled_and_real_rolls_are_binary_of_the_requested_shape(run, figures):
+    rolls = figures.sample_rolls(run.model, 3, 7, seed=0)
+    assert rolls.shape == (3, 7, 88) and rolls.dtype == np.uint8
+    assert set(np.unique(rolls)) <= {0, 1}
+    np.testing.assert_array_equal(rolls, figures.sample_rolls(run.model, 3, 7, seed=0))
+
+    rng = np.random.default_rng(0)
+    examples = [{"piano_roll": (rng.random((n, 88)) < 0.1).astype(np.uint8), "length": np.int32(n)}
+                for n in (5, 12, 9, 4)]
+    real = figures.real_rolls(iter(examples), 3, 8)
+    assert [r.shape for r in real] == [(5, 88), (8, 88), (8, 88)]
+    assert all(r.dtype == np.uint8 and set(np.unique(r)) <= {0, 1} for r in real)
+    np.testing.assert_array_equal(real[1], examples[1]["piano_roll"][:8])
+
+
+def test_run_subcommands_parse_and_all_skips_them(figures):
+    parser = figures.build_parser()
+    args = parser.parse_args(["samples", "--run-dir", "a", "--run-dir", "b", "--num", "2"])
+    assert args.run_dir == ["a", "b"] and args.num == 2 and args.length == 64
+    args = parser.parse_args(["figure6", "--run-dir", "a", "--af-only-run-dir", "b"])
+    assert args.steps == 4 and args.af_only_run_dir == "b"
+    assert set(figures.NEEDS_RUNS) <= set(figures.SUBCOMMANDS)
