@@ -29,7 +29,8 @@ def parse_args(argv):
     parser.add_argument("--max-samples", type=int, default=1024,
                         help="the largest num_samples one sampling request may ask for (default 1024)")
     parser.add_argument("--buckets", type=int, nargs="+",
-                        help="padded lengths the XLA sampler is compiled for (default: 16, 32, ..., max)")
+                        help="padded lengths the XLA sampler is compiled for (default: the training grid "
+                        "16, 32, 48, ..., 256, 288, ..., max; see export.signatures.default_buckets)")
     return parser.parse_args(argv)
 
 

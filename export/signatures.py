@@ -24,12 +24,21 @@ whose message names the input (`num_samples`, `length`, `sequences`,
 
 Speed: with XLA (`jit_compile`, the default for music) the sampler runs under XLA (the flow priors'
 serial loops are several times faster). XLA needs a static number of time
-steps, so the sampler is compiled for a few padded lengths ("buckets", by
-default powers of two from 16 up to the model's maximum length); a request
-runs the smallest bucket that holds its longest sequence and the result is
-cut to that length. The stateless random numbers of a draw depend on its
-bucket (and differ between XLA and plain graph execution), never on anything
-else: the same (num_samples, length, seed) always gives the same sequences.
+steps, so the sampler is compiled for a set of padded lengths ("buckets", by
+default the training grid `data.padded_length(T, 16)` up to the model's maximum
+length: multiples of 16 up to 256, of 32 up to 512, ..., see `default_buckets`);
+a request runs the smallest bucket that holds its longest sequence and the
+result is cut to that length. The serial loops (an AF-in-time prior's, the
+emission BiLSTM's, the LSTM baseline's) stop after the longest sequence
+(`LatentFlowVAE.sample`, `LSTMBaseline.sample`), so there a bucket's padding
+costs only the work done for all steps at once (input projections, the
+within-step flows, the output layer); the IAF prior's time LSTMs run over the
+whole bucket (`SequenceFlowPrior._parallel` says why). Each bucket is one more program: traced at
+export (~3 s each for the paper-size models) and compiled by XLA at its first
+request (~6-8 s); `buckets` trades these for padding. The stateless random
+numbers of a draw depend on its bucket (and differ between XLA and plain graph
+execution), never on anything else: the same (num_samples, length, seed)
+always gives the same sequences.
 """
 
 from __future__ import annotations
@@ -39,20 +48,37 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["DEFAULT_MAX_SAMPLES", "default_buckets", "make_sample_fn", "make_log_prob_fn", "sample_signature",
-           "log_prob_signature"]
+from tf_latentflow.data import padded_length
+
+__all__ = ["DEFAULT_MAX_SAMPLES", "default_buckets", "resolve_buckets", "make_sample_fn", "make_log_prob_fn",
+           "sample_signature", "log_prob_signature"]
 
 LOG_2 = math.log(2.0)
 DEFAULT_MAX_SAMPLES = 1024
 
 
 def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
-    """Powers of two from `smallest` below max_length, then max_length itself."""
-    buckets, size = [], smallest
-    while size < max_length:
-        buckets.append(size)
-        size *= 2
-    return tuple(buckets) + (int(max_length),)
+    """The training padding grid `data.padded_length(T, 16)` from `smallest` below
+    max_length, then max_length itself.
+
+    Multiples of 16 up to 256, of 32 up to 512, of 64 up to 1024, ...: a request
+    is padded by less than 16 steps up to 256 and by less than 1/8 beyond (the
+    powers of two used before padded up to 1/2: T = 100 ran 128 steps, now 112;
+    T = 200 ran 256, now 208). 16 buckets up to 256, 48 up to 4096.
+    """
+    max_length = int(max_length)
+    grid = sorted({int(padded_length(t, 16)) for t in range(1, max_length + 1)})
+    return tuple(b for b in grid if smallest <= b < max_length) + (max_length,)
+
+
+def resolve_buckets(model, buckets=None) -> tuple[int, ...]:
+    """The sorted padded lengths the XLA sampler is compiled for: `buckets` (default
+    `default_buckets(model.max_length)`) plus the model's maximum length."""
+    max_length = int(model.max_length)
+    buckets = tuple(sorted(set(int(b) for b in (buckets or default_buckets(max_length)))))
+    if buckets[-1] < max_length:
+        buckets += (max_length,)
+    return buckets
 
 
 def sample_signature():
@@ -101,9 +127,7 @@ def make_sample_fn(model, vocabulary=None, *, jit_compile: bool | None = None, b
     if model.is_text and vocabulary is None:
         raise ValueError("a text model needs its vocabulary to decode samples")
     if jit_compile:
-        buckets = tuple(sorted(set(int(b) for b in (buckets or default_buckets(max_length)))))
-        if buckets[-1] < max_length:
-            buckets += (max_length,)
+        buckets = resolve_buckets(model, buckets)
         draws = [tf.function(functools.partial(_draw, model, steps=b), jit_compile=True)
                  for b in buckets]
     table = _decode_table(vocabulary) if model.is_text else None

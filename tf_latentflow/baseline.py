@@ -44,7 +44,7 @@ from keras import ops
 
 from tf_latentflow.layers.length_model import LengthModel
 from tf_latentflow.layers.lstm import FastLSTM
-from tf_latentflow.seeds import as_stateless_seed as _as_seed
+from tf_latentflow.seeds import SAMPLING_ALG, as_stateless_seed as _as_seed
 
 __all__ = ["LSTMBaseline"]
 
@@ -274,7 +274,8 @@ class LSTMBaseline(keras.Model):
           seed: stateless seed, an int or int [2]; the same seed gives the same
             sequences. None draws a fresh seed (not reproducible).
           max_length: the padded time dimension of the result (static when a
-            Python int); default max(lengths). Must be >= every length.
+            Python int); default max(lengths). Must be >= every length. The loop
+            stops after the longest length: padding beyond it costs no step.
 
         Returns:
           (x, lengths): x int32 [N, T] token ids (text) or int32 [N, T, num_notes]
@@ -318,7 +319,8 @@ class LSTMBaseline(keras.Model):
                 x_t = tf.random.stateless_categorical(logits, 1, seed=seed_t, dtype=tf.int32)[:, 0]
                 valid = t < lengths
             else:
-                u = tf.random.stateless_uniform(tf.shape(logits), seed=seed_t, dtype=tf.float32)
+                u = tf.random.stateless_uniform(tf.shape(logits), seed=seed_t, dtype=tf.float32,
+                                                alg=SAMPLING_ALG)
                 x_t = tf.cast(u < tf.sigmoid(logits), tf.int32)
                 valid = (t < lengths)[:, tf.newaxis]
             x_t = tf.where(valid, x_t, tf.zeros_like(x_t))

@@ -285,7 +285,9 @@ class LatentFlowVAE(keras.Model):
             sequences (None: fresh).
           max_length: the padded time dimension (static if a Python int);
             default max(max(lengths), 1) (an LSTM needs one step). Must be >=
-            every length.
+            every length. The serial loops (an AF-in-time prior's, the emission's)
+            stop after the longest length, so padding beyond it (an exporter's XLA
+            bucket) costs them nothing; it changes no draw at valid steps.
 
         Returns:
           (x, lengths): x int32 [N, T] ids (text) or int32 [N, T, num_notes] in

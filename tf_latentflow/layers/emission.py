@@ -38,7 +38,7 @@ import keras
 import tensorflow as tf
 
 from tf_latentflow.layers.inference import INIT_RANGE, StackedBiLSTM, SymbolEmbedding
-from tf_latentflow.seeds import as_stateless_seed
+from tf_latentflow.seeds import SAMPLING_ALG, as_stateless_seed
 
 __all__ = ["Emission"]
 
@@ -119,17 +119,20 @@ class Emission(keras.layers.Layer):
             self.output_layer.build((None, None, self.projection_size))
         self.built = True
 
-    def logits(self, z, lengths, training=False):
+    def logits(self, z, lengths, training=False, skip_padding=False):
         """float32 logits [N, T, V] (text) or [N, T, num_notes] (music); meaningless at padding.
 
         z: float [N, T, H] (values at padding steps are never read); lengths int [N].
+        skip_padding: the BiLSTM stops after the longest length (`StackedBiLSTM`), for
+        sampling: the same logits, faster when T is padded beyond every length.
         """
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         z = tf.cast(tf.convert_to_tensor(z), self.compute_dtype)
         valid = tf.sequence_mask(lengths, tf.shape(z)[1], dtype=z.dtype)[..., tf.newaxis]
         z = z * valid
         f, b = self.bilstm(self.z_dropout(z, training=training), lengths, training=training,
-                           t_depth=self.max_length)  # T-features as kernel rows (StackedBiLSTM)
+                           t_depth=self.max_length,  # T-features as kernel rows (StackedBiLSTM)
+                           skip_padding=skip_padding)
         # f_{t-1} (zero initial state at t = 0) and b_{t+1} (b is zero at t >= T, so b_T = 0).
         f_prev = tf.pad(f[:, :-1], [[0, 0], [1, 0], [0, 0]])
         b_next = tf.pad(b[:, 1:], [[0, 0], [0, 1], [0, 0]])
@@ -165,10 +168,11 @@ class Emission(keras.layers.Layer):
     def sample(self, z, lengths, seed=None):
         """x ~ p(x | z, T), all steps at once: int32 [N, T] (text) or [N, T, num_notes] (music).
 
-        Exactly 0 at padding steps. seed: int or stateless [2] seed (None: fresh).
+        Exactly 0 at padding steps. seed: int or stateless [2] seed (None: fresh). The
+        BiLSTM runs up to the longest length only (`logits(skip_padding=True)`).
         """
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
-        logits = self.logits(z, lengths, training=False)
+        logits = self.logits(z, lengths, training=False, skip_padding=True)
         seed = as_stateless_seed(seed)
         valid = tf.sequence_mask(lengths, tf.shape(logits)[1])
         if self.is_text:
@@ -176,7 +180,7 @@ class Emission(keras.layers.Layer):
             x = tf.random.stateless_categorical(flat, 1, seed=seed, dtype=tf.int32)
             x = tf.reshape(x, tf.shape(logits)[:2])
             return tf.where(valid, x, tf.zeros_like(x))
-        u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, dtype=tf.float32)
+        u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, dtype=tf.float32, alg=SAMPLING_ALG)
         x = tf.cast(u < tf.sigmoid(logits), tf.int32)
         return tf.where(valid[..., tf.newaxis], x, tf.zeros_like(x))
 

@@ -168,14 +168,20 @@ class StackedBiLSTM(keras.layers.Layer):
             size = 2 * self.units
         self.built = True
 
-    def call(self, inputs, lengths, training=False, t_depth=None):
+    def call(self, inputs, lengths, training=False, t_depth=None, skip_padding=False):
         """t_depth: when given, `inputs` lack the T-features of that depth, which the first
         layer adds as rows of its kernels (`FastLSTM.t_feature_rows`): the same result as
-        concatenating `t_features(lengths, T, t_depth)` to `inputs`, without building them."""
+        concatenating `t_features(lengths, T, t_depth)` to `inputs`, without building them.
+
+        skip_padding: for sampling: every LSTM stops after the longest length
+        (`FastLSTM.inference`, no backward-pass bookkeeping), so the steps that are
+        padding in every row are never computed; the same outputs (zero at padding).
+        """
         lengths = tf.cast(lengths, tf.int32)
         steps = tf.shape(inputs)[1]
         valid = tf.sequence_mask(lengths, steps, dtype=self.compute_dtype)[..., tf.newaxis]
         h = tf.cast(inputs, self.compute_dtype) * valid
+        longest = tf.reduce_max(lengths) if skip_padding else None
         for i, (fwd, bwd, drop) in enumerate(zip(self.forward_layers, self.backward_layers,
                                                  self.dropouts)):
             f_rows = b_rows = None
@@ -183,9 +189,14 @@ class StackedBiLSTM(keras.layers.Layer):
                 f_rows = fwd.t_feature_rows(lengths, steps, t_depth)
                 # the backward layer reads the reversed sequence, and so its features
                 b_rows = _reverse_within_length(bwd.t_feature_rows(lengths, steps, t_depth), lengths)
-            f = fwd(h, t_rows=f_rows, training=training)
-            b = _reverse_within_length(bwd(_reverse_within_length(h, lengths), t_rows=b_rows,
-                                           training=training), lengths)
+            reversed_h = _reverse_within_length(h, lengths)  # valid steps first, as in h
+            if skip_padding:
+                f = fwd.inference(h, longest, t_rows=f_rows)
+                b = bwd.inference(reversed_h, longest, t_rows=b_rows)
+            else:
+                f = fwd(h, t_rows=f_rows, training=training)
+                b = bwd(reversed_h, t_rows=b_rows, training=training)
+            b = _reverse_within_length(b, lengths)
             f = drop(f, training=training) * valid
             b = drop(b, training=training) * valid
             h = tf.concat([f, b], axis=-1)

@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover - private TF API moved
 # the module (its package re-exports the function `rnn` under the same name)
 keras_tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
 
-__all__ = ["FastLSTM", "RECURRENCES", "cudnn_lstm_recurrence", "lstm_recurrence"]
+__all__ = ["FastLSTM", "RECURRENCES", "cudnn_lstm_recurrence", "lstm_forward", "lstm_recurrence"]
 
 RECURRENCES = ("auto", "scan", "cudnn")
 CUDNN_DTYPES = (tf.float16, tf.float32)
@@ -138,6 +138,50 @@ def lstm_recurrence(projected, recurrent, h0, c0):
         return dzs, d_recurrent, dh0, dc0
 
     return hs, grad
+
+
+def lstm_forward(projected, recurrent, h0, c0, num_steps=None):
+    """`lstm_recurrence`'s forward pass alone, for inference: a `tf.while_loop` that
+    stores only h_t (no cell states or gates for a backward pass) and stops after
+    `num_steps` steps.
+
+    Args:
+      projected, recurrent, h0, c0: as `lstm_recurrence` (time-major `[T, B, 4U]`).
+      num_steps: int scalar (may be a tensor), the steps to compute; default T.
+        Clipped to [min(1, T), T].
+
+    Returns:
+      hs `[T, B, U]`: `lstm_recurrence`'s outputs at t < num_steps, 0 after (those
+      steps are never computed). A sampler whose time axis is padded to a fixed
+      length (an XLA bucket) passes the longest sequence length, so that the
+      serial loop skips the padding. Differentiable by TensorFlow's loop gradient
+      (slowly); training uses `lstm_recurrence`.
+    """
+    projected = tf.convert_to_tensor(projected)
+    steps = tf.shape(projected)[0]
+    units = recurrent.shape[0]
+
+    def run():
+        # at least one step: the stack fills the unwritten steps with zeros only after a write
+        limit = steps if num_steps is None else tf.clip_by_value(
+            tf.cast(num_steps, tf.int32), tf.minimum(1, steps), steps)
+        out = tf.TensorArray(projected.dtype, size=steps, element_shape=tf.TensorShape([None, units]))
+
+        def body(t, h, c, out):
+            h, c, _ = _cell(projected[t] + tf.matmul(h, recurrent), c)
+            return t + 1, h, c, out.write(t, h)
+
+        # maximum_iterations bounds the loop for XLA
+        _, _, _, out = tf.while_loop(lambda t, *_: t < limit, body, (0, h0, c0, out), maximum_iterations=steps)
+        return out.stack()
+
+    def empty():
+        return tf.zeros(tf.stack([0, tf.shape(projected)[1], units]), projected.dtype)
+
+    static_steps = projected.shape[0]
+    if static_steps is not None:
+        return run() if static_steps > 0 else empty()
+    return tf.cond(steps > 0, run, empty)
 
 
 def cudnn_lstm_recurrence(projected, recurrent, h0, c0):
@@ -263,6 +307,29 @@ class FastLSTM(keras.layers.Layer):
         `call(concat([x, t_features(lengths, T, depth)], -1))` without the one-hot tensor.
         """
         inputs = tf.convert_to_tensor(inputs)
+        projected, recurrent, h0, c0 = self._projected(inputs, initial_state, t_rows)
+        if self.resolved_recurrence(inputs.dtype) == "cudnn":
+            return cudnn_lstm_recurrence(projected, recurrent, h0, c0)
+        hs = lstm_recurrence(tf.transpose(projected, [1, 0, 2]), recurrent, h0, c0)
+        return tf.transpose(hs, [1, 0, 2])
+
+    def inference(self, inputs, num_steps=None, initial_state=None, t_rows=None):
+        """`call` for inference (sampling): the steps t < num_steps only, 0 after.
+
+        The same outputs as `call` at t < num_steps (default: all T), computed by
+        `lstm_forward`, a loop that keeps nothing for a backward pass and skips the
+        steps from num_steps on (a sampler's bucket padding). Called directly, not
+        through Keras's `__call__`: casts to the compute dtype itself.
+        """
+        inputs = tf.cast(tf.convert_to_tensor(inputs), self.compute_dtype)
+        if not self.built:
+            self.build(inputs.shape)
+        projected, recurrent, h0, c0 = self._projected(inputs, initial_state, t_rows)
+        hs = lstm_forward(tf.transpose(projected, [1, 0, 2]), recurrent, h0, c0, num_steps=num_steps)
+        return tf.transpose(hs, [1, 0, 2])
+
+    def _projected(self, inputs, initial_state, t_rows):
+        """(x W + b (+ t_rows) `[B, T, 4 units]`, U, h0, c0) in the inputs' dtype."""
         kernel, recurrent, bias = self._weights(inputs.dtype)
         if t_rows is not None:
             kernel = kernel[: inputs.shape[-1]]
@@ -272,11 +339,7 @@ class FastLSTM(keras.layers.Layer):
         if initial_state is None:
             initial_state = self.zero_state(tf.shape(inputs)[0], inputs.dtype)
         h0, c0 = [tf.cast(s, inputs.dtype) for s in initial_state]
-
-        if self.resolved_recurrence(inputs.dtype) == "cudnn":
-            return cudnn_lstm_recurrence(projected, recurrent, h0, c0)
-        hs = lstm_recurrence(tf.transpose(projected, [1, 0, 2]), recurrent, h0, c0)
-        return tf.transpose(hs, [1, 0, 2])
+        return projected, recurrent, h0, c0
 
     def t_feature_rows(self, lengths, steps, depth, dtype=None):
         """[B, steps, 4 units]: the T-features' part of the input projection, for inputs

@@ -12,7 +12,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tf_latentflow.seeds import as_stateless_seed
+from tf_latentflow.seeds import SAMPLING_ALG, as_stateless_seed
 
 __all__ = ["StandardNormalPrior", "step_mask", "standard_normal_log_prob"]
 
@@ -49,7 +49,8 @@ class StandardNormalPrior(keras.layers.Layer):
         lengths = tf.cast(lengths, tf.int32)
         steps = tf.reduce_max(lengths) if max_steps is None else max_steps
         eps = tf.random.stateless_normal(
-            tf.stack([tf.shape(lengths)[0], steps, self.latent_size]), seed=as_stateless_seed(seed))
+            tf.stack([tf.shape(lengths)[0], steps, self.latent_size]), seed=as_stateless_seed(seed),
+            alg=SAMPLING_ALG)
         return eps * step_mask(lengths, steps)[..., tf.newaxis]
 
     def call(self, z, lengths, training=False):

@@ -30,7 +30,7 @@ from tf_latentflow.layers.hidden_flow import HiddenFlowStack
 from tf_latentflow.priors.gaussian import standard_normal_log_prob, step_mask
 from tf_latentflow.priors.serial_scan import serial_loop, serial_scan
 from tf_latentflow.priors.time_conditioner import TimeConditioner
-from tf_latentflow.seeds import as_stateless_seed
+from tf_latentflow.seeds import SAMPLING_ALG, as_stateless_seed
 
 __all__ = ["SequenceFlowPrior", "TIME_FLOWS"]
 
@@ -109,14 +109,21 @@ class SequenceFlowPrior(keras.layers.Layer):
         return tf.reshape(y, shape), tf.reshape(log_det, shape[:2])
 
     def _parallel(self, direction, x, lengths, training=False):
-        """Contexts from the known `x` itself (shifted), then the flow for all t in one pass."""
+        """Contexts from the known `x` itself (shifted), then the flow for all t in one pass.
+
+        The time LSTM runs over every step, padding included, in sampling too: stopping
+        it after the longest length (as `_serial` does) chains one data-dependent loop
+        per flow layer, and XLA's algebraic simplifier then takes time exponential in
+        the number of layers (IAF/SCF's sampler: ~10 s to compile with 3 layers, more
+        than 90 s with 4, never finished with 5; TensorFlow 2.21).
+        """
         if self.conditioner is None:
             context = t_features(lengths, tf.shape(x)[1], self.max_length, dtype=x.dtype)
         else:
             context = self.conditioner.parallel(x, lengths, training=training)
         return self._apply_flow(direction, x, context)
 
-    def _serial(self, direction, y, lengths, training=False):
+    def _serial(self, direction, y, lengths, training=False, skip_padding=False):
         """Output x built step by step: c_t from x_<t, then x_t = flow(y_t; c_t).
 
         In training the density (IAF in time) runs through `serial_scan`, whose
@@ -125,7 +132,8 @@ class SequenceFlowPrior(keras.layers.Layer):
         sampling) through a plain `tf.while_loop`, which stores nothing for a
         backward pass (and is still differentiable, by TensorFlow, only slower).
         Both run the same `step`, with the T-features and (in training) the
-        dropout masks of all steps drawn before the loop.
+        dropout masks of all steps drawn before the loop. skip_padding (sampling, not
+        training): the loop stops after the longest length.
         """
         batch, steps = tf.shape(y)[0], tf.shape(y)[1]
         bijector = self.flow.bijector
@@ -143,7 +151,11 @@ class SequenceFlowPrior(keras.layers.Layer):
         elems = (tf.transpose(y, [1, 0, 2]), conditioner.step_features(lengths, steps, y.dtype),
                  conditioner.dropout_masks(batch, steps, y.dtype) if training else ())
         spec = (tf.TensorSpec([None, self.latent_size], y.dtype), tf.TensorSpec([None], y.dtype))
-        outputs, log_dets = (serial_scan if training else serial_loop)(step, carry, elems, spec)
+        if training:
+            outputs, log_dets = serial_scan(step, carry, elems, spec)
+        else:
+            longest = tf.reduce_max(lengths) if skip_padding else None
+            outputs, log_dets = serial_loop(step, carry, elems, spec, num_steps=longest)
         return tf.transpose(outputs, [1, 0, 2]), tf.transpose(log_dets)
 
     # -- public interface ------------------------------------------------------------------
@@ -177,23 +189,27 @@ class SequenceFlowPrior(keras.layers.Layer):
         lengths = tf.cast(lengths, tf.int32)
         steps = tf.reduce_max(lengths) if max_steps is None else tf.cast(max_steps, tf.int32)
         eps = tf.random.stateless_normal(
-            tf.stack([tf.shape(lengths)[0], steps, self.latent_size]), seed=as_stateless_seed(seed))
+            tf.stack([tf.shape(lengths)[0], steps, self.latent_size]), seed=as_stateless_seed(seed),
+            alg=SAMPLING_ALG)
         valid = step_mask(lengths, steps, tf.bool)[..., tf.newaxis]
         eps = tf.where(valid, eps, tf.zeros_like(eps))
-        z = self.transform(eps, lengths)
+        z = self.transform(eps, lengths, skip_padding=True)
         return tf.where(valid, z, tf.zeros_like(z)), eps
 
-    def transform(self, eps, lengths):
+    def transform(self, eps, lengths, skip_padding=False):
         """z = f(eps; T): the prior's flow applied to given base noise `[B, T, H]`.
 
-        Serial over t for time="af", one pass otherwise.
+        Serial over t for time="af", one pass otherwise. skip_padding: the serial loop
+        (time="af") stops after the longest length, as the sampler runs it: the same z
+        at every step t < T, other values at the steps that are padding in every row
+        (meaningless either way); no effect on the one-pass flows (see `_parallel`).
         """
         if not self.built:
             self.build()
         eps = tf.convert_to_tensor(eps)
         lengths = tf.cast(lengths, tf.int32)
         if self.time == "af":
-            return self._serial("forward", eps, lengths)[0]
+            return self._serial("forward", eps, lengths, skip_padding=skip_padding)[0]
         return self._parallel("forward", eps, lengths)[0]
 
     def call(self, z, lengths, training=False):

@@ -56,8 +56,14 @@ def _flat_step(step, carry_structure, elems_structure):
     return run_step
 
 
-def _forward_loop(run_step, carry0, all_elems, steps, flat_spec, keep_carries):
-    """The loop itself: stacked outputs `[T, B, ...]`, and the carries before each step if kept."""
+def _forward_loop(run_step, carry0, all_elems, steps, flat_spec, keep_carries, num_steps=None):
+    """The loop itself: stacked outputs `[T, B, ...]`, and the carries before each step if kept.
+
+    num_steps: stop after this many steps (clipped to [min(1, T), T]; at least one write,
+    so that the stacks fill the steps never computed with zeros); default T.
+    """
+    limit = steps if num_steps is None else tf.clip_by_value(
+        tf.cast(num_steps, tf.int32), tf.minimum(1, steps), steps)
     befores = _stack_like(carry0, steps) if keep_carries else []
     outs = [tf.TensorArray(spec.dtype, size=steps, element_shape=spec.shape) for spec in flat_spec]
 
@@ -68,18 +74,22 @@ def _forward_loop(run_step, carry0, all_elems, steps, flat_spec, keep_carries):
         return t + 1, new_carry, befores, outs
 
     # maximum_iterations bounds the loop for XLA (the exported samplers compile it).
-    _, _, befores, outs = tf.while_loop(lambda t, *_: t < steps, body, (0, carry0, befores, outs),
+    _, _, befores, outs = tf.while_loop(lambda t, *_: t < limit, body, (0, carry0, befores, outs),
                                         maximum_iterations=steps)
     return [ta.stack() for ta in outs], [ta.stack() for ta in befores]
 
 
-def serial_loop(step, initial_carry, elems, output_spec):
-    """`serial_scan`'s forward pass alone: a plain `tf.while_loop`, same arguments and result."""
+def serial_loop(step, initial_carry, elems, output_spec, num_steps=None):
+    """`serial_scan`'s forward pass alone: a plain `tf.while_loop`, same arguments and result.
+
+    num_steps: for sampling: run only the first num_steps steps (at least one); the
+    outputs of the later ones are zeros (a sampler's padding, never computed).
+    """
     flat_carry0 = [tf.convert_to_tensor(c) for c in tf.nest.flatten(initial_carry)]
     flat_elems = [tf.convert_to_tensor(e) for e in tf.nest.flatten(elems)]
     run_step = _flat_step(step, initial_carry, elems)
     flat_outs, _ = _forward_loop(run_step, flat_carry0, flat_elems, tf.shape(flat_elems[0])[0],
-                                 tf.nest.flatten(output_spec), keep_carries=False)
+                                 tf.nest.flatten(output_spec), keep_carries=False, num_steps=num_steps)
     return tf.nest.pack_sequence_as(output_spec, flat_outs)
 
 
