@@ -12,6 +12,7 @@ from tf_latentflow import data as D
 from tf_latentflow.training import schedules
 from tf_latentflow.model import LatentFlowVAE
 from tf_latentflow.training import inputs, resume, state
+from tf_latentflow.training import steps as steps_lib
 from tf_latentflow.training import trainer as trainer_lib
 from tf_latentflow.training.distribution import clip_across_replicas
 from tf_latentflow.training.config import default_config
@@ -550,3 +551,34 @@ def test_an_interrupt_inside_an_accumulation_group_resumes_exactly(tmp_path):
     resumed.fit()
     for a, b in zip(weights(straight), weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
+def test_min_learning_rate_stops_the_run_after_the_decay_that_crosses_it(tmp_path, monkeypatch):
+    """A flat validation loss: the plateau rule (patience 1, / 4) decays the learning rate
+    after epochs 1 and 2 (1e-3 -> 2.5e-4 -> 6.25e-5); with --min-learning-rate 1e-4 the run
+    stops after epoch 2 of 10, is evaluated, and a re-run of the same command trains nothing;
+    min_learning_rate may change on resume (0 trains on)."""
+    bundle = synthetic_bundle()
+    fields = dict(epochs=10, patience=1, kl_zero_epochs=0, kl_ramp_epochs=0, min_learning_rate=1e-4)
+
+    def flat(self, dataset, kl_weight):
+        return {"loss": 5.0, "kl": 1.0}
+
+    monkeypatch.setattr(steps_lib.TrainSteps, "loss_sums", flat)
+    messages = []
+    trainer = trainer_lib.Trainer(config_for(tmp_path, "early", **fields), bundle=bundle, log=messages.append)
+    trainer.fit()
+    results = trainer.evaluate()
+    history = [json.loads(line) for line in (tmp_path / "early" / "history.jsonl").read_text().splitlines()]
+    assert [h["learning_rate"] for h in history] == [1e-3, 1e-3, 2.5e-4]  # the rate each epoch trained at
+    assert [h["lr_decayed"] for h in history] == [False, True, True]
+    assert results["epochs_trained"] == 3
+    assert any("below --min-learning-rate" in str(m) for m in messages)
+    again = trainer_lib.Trainer(config_for(tmp_path, "early", **fields), bundle=bundle, log=lambda *_: None)
+    again.fit()
+    assert len((tmp_path / "early" / "history.jsonl").read_text().splitlines()) == 3
+    on = trainer_lib.Trainer(config_for(tmp_path, "early", **dict(fields, epochs=4, min_learning_rate=0.0)),
+                             bundle=bundle, log=lambda *_: None)
+    on.fit()
+    history = [json.loads(line) for line in (tmp_path / "early" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 4 and history[-1]["learning_rate"] == pytest.approx(6.25e-5)

@@ -67,6 +67,7 @@ class TrainConfig:
     kl_schedule: str = "early"
     adam_epsilon: float = 1e-7
     patience: int = 2
+    min_learning_rate: float = 0.0
     reset_optimizer_on_decay: bool = False
     mixed_precision: str = "off"
     strategy: str = "auto"
@@ -120,6 +121,8 @@ class TrainConfig:
         if not self.lr_decay > 1:
             raise ValueError(f"lr_decay must be > 1 (the learning rate is divided by it), "
                              f"got {self.lr_decay}")
+        if self.min_learning_rate < 0:
+            raise ValueError(f"min_learning_rate must be >= 0 (0: never stop early), got {self.min_learning_rate}")
         if self.clip_norm < 0:
             raise ValueError(f"clip_norm must be >= 0 (0: no clipping), got {self.clip_norm}")
         for name in ("prior_dropout", "baseline_dropout"):
@@ -250,6 +253,10 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                              "plateau rule from the first epoch at weight 1)")
     parser.add_argument("--adam-epsilon", type=float, help="Adam's epsilon (reference: 1e-8)")
     parser.add_argument("--patience", type=int)
+    parser.add_argument("--min-learning-rate", type=float,
+                        help="stop training once the plateau rule has lowered the learning rate "
+                             "below this (e.g. 1e-6: after five divisions by 4 from 1e-3), then "
+                             "evaluate; default 0: train all --epochs, as the reference does")
     parser.add_argument("--reset-optimizer-on-decay", action=argparse.BooleanOptionalAction,
                         default=None,
                         help="start the optimizer's moments and step count afresh at each learning-"

@@ -17,7 +17,7 @@ from tf_latentflow.training.config import TrainConfig, saved_value
 __all__ = ["ConfigMismatch", "RESUMABLE_SETTINGS", "PATH_SETTINGS", "changed_settings", "check_resumable",
            "check_precision", "portable_config"]
 
-RESUMABLE_SETTINGS = frozenset({"epochs", "data_dir", "prepared_dir", "evaluate_only",
+RESUMABLE_SETTINGS = frozenset({"epochs", "min_learning_rate", "data_dir", "prepared_dir", "evaluate_only",
                                 "eval_batch_size", "nll_samples", "validation_nll_samples",
                                 "max_eval_batches", "strategy", "jit_compile"})
 

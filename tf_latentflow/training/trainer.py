@@ -132,7 +132,8 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------
 
     def fit(self):
-        """Train up to config.epochs (resuming from checkpoints/latest).
+        """Train up to config.epochs, or until the learning rate falls below
+        config.min_learning_rate (resuming from checkpoints/latest).
 
         Ctrl-C (SIGINT) finishes the current training step, saves checkpoints/latest
         (with the position inside the epoch) and raises `Interrupted`; the same command
@@ -164,7 +165,7 @@ class Trainer:
         if config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
         validation = batches(config, self.bundle, "validation")
-        while int(state.epoch.numpy()) < config.epochs:
+        while not self._finished():
             epoch = int(state.epoch.numpy())
             started = time.perf_counter()
             sums, steps_done = self._train_epoch(epoch, steps_per_epoch, writer)
@@ -174,6 +175,18 @@ class Trainer:
                 raise Interrupted(f"interrupted after epoch {epoch} (saved); re-run the same command "
                                   f"to resume")
         writer.flush()
+
+    def _finished(self) -> bool:
+        """All `epochs` done, or the learning rate below `min_learning_rate` (logged)."""
+        config, state = self.config, self.state
+        if int(state.epoch.numpy()) >= config.epochs:
+            return True
+        learning_rate = float(state.learning_rate.numpy())
+        if learning_rate < config.min_learning_rate:
+            self.log(f"stopping after {int(state.epoch.numpy())} of {config.epochs} epochs: the learning "
+                     f"rate {learning_rate:.3g} is below --min-learning-rate {config.min_learning_rate:g}")
+            return True
+        return False
 
     def _train_epoch(self, epoch, steps_per_epoch, writer):
         """One training pass (from the saved position when resuming inside the epoch);
