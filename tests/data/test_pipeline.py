@@ -200,3 +200,26 @@ def test_mirrored_strategy_two_cpus():
     flat = [n for step in result["batches"] for rep in step for n in rep]
     assert sorted(flat) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert all(len(rep) == 2 for step in result["batches"] for rep in step)  # per-replica = 4 // 2
+
+
+def test_fixed_subset_keeps_the_same_examples_with_their_lengths_in_split_order():
+    lengths = [5, 9, 3, 7, 4, 8, 6, 2, 10, 11]
+    ds, _ = _music_examples(lengths)
+    subset, kept_lengths = D.fixed_subset(ds, lengths, 4)
+    examples = list(subset.as_numpy_iterator())
+    indices = [int(e["index"]) for e in examples]
+    assert len(indices) == 4 and indices == sorted(indices)  # split order
+    assert [int(e["length"]) for e in examples] == list(kept_lengths) == [lengths[i] for i in indices]
+    # the first 4 of numpy's seed-0 permutation of the split: independent of anything else
+    assert indices == sorted(np.random.default_rng(0).permutation(len(lengths))[:4])
+    again, _ = D.fixed_subset(_music_examples(lengths)[0], lengths, 4)
+    assert [int(e["index"]) for e in again.as_numpy_iterator()] == indices
+    other, _ = D.fixed_subset(ds, lengths, 4, seed=1)
+    assert [int(e["index"]) for e in other.as_numpy_iterator()] != indices
+    # a larger subset contains the smaller one (a prefix of the same permutation)
+    larger, _ = D.fixed_subset(ds, lengths, 7)
+    assert set(indices) < {int(e["index"]) for e in larger.as_numpy_iterator()}
+    whole, whole_lengths = D.fixed_subset(ds, lengths, 10)
+    assert whole is ds and list(whole_lengths) == lengths
+    with pytest.raises(ValueError, match="at least one example"):
+        D.fixed_subset(ds, lengths, 0)

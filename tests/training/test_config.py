@@ -109,6 +109,8 @@ def test_conditioner_options_parse_validate_and_reach_the_prior():
     (dict(learning_rate=0.0), "learning_rate must be > 0"),
     (dict(prior_dropout=1.0), "prior_dropout must be in"),
     (dict(max_steps_per_epoch=0), "max_steps_per_epoch must be >= 1"),
+    (dict(train_subset=0), "train_subset must be >= 1"),
+    (dict(min_learning_rate=-1e-6), "min_learning_rate must be >= 0"),
 ])
 def test_settings_that_cannot_work_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):

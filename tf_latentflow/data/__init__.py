@@ -22,13 +22,14 @@ Modules:
 
 from tf_latentflow.data.catalog import ALIASES, DATASETS, NUM_NOTES, canonical_name, prepare
 from tf_latentflow.data.errors import DataError, MissingDataError
-from tf_latentflow.data.pipeline import (BatchConfig, batch_shapes, distribute_batches, make_batches,
+from tf_latentflow.data.pipeline import (BatchConfig, batch_shapes, distribute_batches, fixed_subset,
+                                         make_batches,
                                          padded_length, quantile_boundaries, split_lengths,
                                          to_sequences, unpad)
 
 __all__ = [
     "ALIASES", "DATASETS", "NUM_NOTES", "canonical_name", "prepare", "DataError", "MissingDataError",
-    "BatchConfig", "batch_shapes", "distribute_batches",
+    "BatchConfig", "batch_shapes", "distribute_batches", "fixed_subset",
     "make_batches", "padded_length",
     "quantile_boundaries", "split_lengths", "to_sequences", "unpad",
 ]

@@ -217,6 +217,27 @@ def split_lengths(examples: tf.data.Dataset) -> np.ndarray:
                        np.int64)
 
 
+def fixed_subset(examples: tf.data.Dataset, lengths: Sequence[int], size: int,
+                 seed: int = 0) -> tuple[tf.data.Dataset, np.ndarray]:
+    """A fixed subset of `size` examples of a split and their lengths, in split order.
+
+    The examples kept are the first `size` of a permutation of the split drawn with
+    `seed` (numpy's PCG64): the same examples for every model and training seed that
+    asks for the same size, so that runs at a reduced scale compare like with like.
+    `size` >= the split's size keeps everything.
+    """
+    lengths = np.asarray(lengths)
+    if size < 1:
+        raise ValueError(f"a subset needs at least one example, got size {size}")
+    if size >= len(lengths):
+        return examples, lengths
+    keep = np.zeros(len(lengths), bool)
+    keep[np.random.default_rng(seed).permutation(len(lengths))[:size]] = True
+    table = tf.constant(keep)
+    subset = examples.enumerate().filter(lambda i, example: table[i]).map(lambda i, example: example)
+    return subset, lengths[keep]
+
+
 def quantile_boundaries(lengths: Sequence[int], num_buckets: int) -> tuple[int, ...]:
     """Bucket boundaries splitting `lengths` into ~equal-count buckets (for BatchConfig)."""
     lengths = np.asarray(lengths)

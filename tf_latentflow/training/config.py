@@ -77,6 +77,7 @@ class TrainConfig:
     flow_context: str = "all"
     flow_init: str = "glorot"
     max_steps_per_epoch: int | None = None
+    train_subset: int | None = None
     max_eval_batches: int | None = None
     num_buckets: int = 4
     latent_size: int = 50
@@ -109,7 +110,7 @@ class TrainConfig:
                      "prior_lstm_units", "num_flow_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps_per_epoch", "max_eval_batches"):
+        for name in ("max_steps_per_epoch", "max_eval_batches", "train_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 when given, got {getattr(self, name)}")
         if not self.flow_hidden_units or min(self.flow_hidden_units) < 1:
@@ -284,6 +285,10 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                              "or the reference code's ('reference')")
     parser.add_argument("--max-steps-per-epoch", type=int)
     parser.add_argument("--max-eval-batches", type=int)
+    parser.add_argument("--train-subset", type=int,
+                        help="train on a fixed subset of this many training sequences, the same for "
+                             "every model and --seed (`data.fixed_subset`); validation and test "
+                             "stay whole (default: the whole training split)")
     parser.add_argument("--latent-size", type=int)
     parser.add_argument("--embedding-size", type=int)
     parser.add_argument("--hidden-units", type=int)

@@ -35,11 +35,15 @@ class DataBundle:
 
 
 def load_data(config: TrainConfig) -> DataBundle:
-    """Prepare (once) and open the dataset's three splits."""
+    """Prepare (once) and open the dataset's three splits (training: `config.train_subset`
+    of it when given, `data.fixed_subset`)."""
     builder = D.prepare(config.dataset, data_dir=os.path.expanduser(config.prepared_dir),
                         source_dir=config.data_dir)
     splits = {name: builder.as_dataset(split=name) for name in ("train", "validation", "test")}
     lengths = {name: D.split_lengths(ds) for name, ds in splits.items()}
+    if config.train_subset:
+        splits["train"], lengths["train"] = D.fixed_subset(splits["train"], lengths["train"],
+                                                           config.train_subset)
     vocabulary = tuple(builder.info.metadata["vocab"]) if config.is_text else None
     return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
 

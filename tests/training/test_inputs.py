@@ -1,0 +1,29 @@
+"""What the training loop reads: the splits of a real dataset, whole or a fixed training subset."""
+
+import numpy as np
+
+from tf_latentflow.training import inputs
+from tf_latentflow.training.config import default_config
+
+
+def test_a_training_subset_is_the_same_sequences_for_every_model_and_seed(shared_data_dir, tmp_path):
+    prepared_dir = str(tmp_path / "tfds")
+    whole = inputs.load_data(default_config("jsb", "af-scf", "out", data_dir=str(shared_data_dir),
+                                            prepared_dir=prepared_dir))
+    configs = [default_config("jsb", model, "out", data_dir=str(shared_data_dir), prepared_dir=prepared_dir,
+                              train_subset=50, seed=seed) for model, seed in (("af-scf", 0), ("lstm", 3))]
+    bundles = [inputs.load_data(config) for config in configs]
+    rolls = [[e["piano_roll"].tobytes() for e in b.splits["train"].as_numpy_iterator()] for b in bundles]
+    assert len(rolls[0]) == 50 and rolls[0] == rolls[1]
+    # the subset's sequences are training sequences, with their lengths in order
+    full = {e["piano_roll"].tobytes(): int(e["length"]) for e in whole.splits["train"].as_numpy_iterator()}
+    assert [full[r] for r in rolls[0]] == list(bundles[0].lengths["train"])
+    keep = np.sort(np.random.default_rng(0).permutation(len(whole.lengths["train"]))[:50])
+    np.testing.assert_array_equal(bundles[0].lengths["train"], whole.lengths["train"][keep])
+    for split in ("validation", "test"):  # whole
+        np.testing.assert_array_equal(bundles[0].lengths[split], whole.lengths[split])
+    # an epoch covers the subset: every kept sequence once (batch 5, weight-0 filler rows)
+    rows = [b for b in inputs.batches(configs[0], bundles[0], "train", epoch=0).as_numpy_iterator()]
+    assert sum(int(b["weight"].sum()) for b in rows) == 50
+    assert sorted(int(n) for b in rows for n, w in zip(b["lengths"], b["weight"]) if w > 0) == \
+        sorted(bundles[0].lengths["train"])
