@@ -15,7 +15,7 @@ Each part is its own `tf.function(jit_compile=True)` on fixed-shape inputs
 captured from one sample, as the exporter compiles `model.sample` per bucket,
 and runs as `model.sample` runs it (the serial loops stop after T):
 
-  prior_lstm      the prior's time LSTM (2 layers) over the shifted noise eps
+  prior_lstm      the prior's time LSTM (2 layers) over the shifted noise eps (the whole bucket)
   flow            the within-step flow stack (SCF) for all steps at once, given the context
   emission_l<i>_fwd / _bwd   one direction of emission BiLSTM layer i (with its
                   T-feature rows and, backward, the reversals within length)
@@ -175,7 +175,7 @@ def parts(model, steps: int, length: int, variants: bool = False):
     xla = lambda fn: tf.function(fn, jit_compile=True)  # noqa: E731
 
     z, eps = prior.sample_with_noise(lengths, seed=seed, max_steps=steps)
-    context = prior.conditioner.parallel(eps, lengths, skip_padding=True)
+    context = prior.conditioner.parallel(eps, lengths)
     f, b = bilstm(z, lengths, t_depth=emission.max_length, skip_padding=True)
     h1 = tf.concat([f, b], -1)  # what the second layer reads (its first layer's outputs)
     h0 = z
@@ -200,7 +200,7 @@ def parts(model, steps: int, length: int, variants: bool = False):
         return tf.cast(u < tf.sigmoid(logits), tf.int32)
 
     fns = {
-        "prior_lstm": lambda: prior.conditioner.parallel(eps, lengths, skip_padding=True),
+        "prior_lstm": lambda: prior.conditioner.parallel(eps, lengths),
         "flow": lambda: prior._apply_flow("forward", eps, context)[0],
     }
     layers = [(bilstm.forward_layers[i], bilstm.backward_layers[i], h) for i, h in enumerate((h0, h1))]

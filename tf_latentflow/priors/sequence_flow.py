@@ -111,11 +111,12 @@ class SequenceFlowPrior(keras.layers.Layer):
     def _parallel(self, direction, x, lengths, training=False):
         """Contexts from the known `x` itself (shifted), then the flow for all t in one pass.
 
-        The time LSTM runs over every step, padding included, in sampling too: stopping
-        it after the longest length (as `_serial` does) chains one data-dependent loop
-        per flow layer, and XLA's algebraic simplifier then takes time exponential in
-        the number of layers (IAF/SCF's sampler: ~10 s to compile with 3 layers, more
-        than 90 s with 4, never finished with 5; TensorFlow 2.21).
+        The time LSTM runs over every step, padding included, in sampling too: with it
+        stopped after the longest length (a loop with a data-dependent trip count, as
+        in `_serial`), XLA's algebraic simplifier took time exponential in the number
+        of within-step flow layers that follow it (IAF/SCF's sampler: ~10 s to compile
+        with 3 layers, more than 90 s with 4, never finished with 5; TensorFlow 2.21;
+        the cause inside XLA was not isolated).
         """
         if self.conditioner is None:
             context = t_features(lengths, tf.shape(x)[1], self.max_length, dtype=x.dtype)
