@@ -43,6 +43,35 @@ def test_settings_reach_the_prior():
     assert damped.prior_kwargs == dict(lstm_dropout=0.2, damped_nlsq=True)
 
 
+def test_inference_and_emission_dropout_reach_their_networks_and_the_saved_config():
+    plain = small_model("af-scf")
+    assert (plain.inference.dropout, plain.emission.dropout) == (0.0, 0.0)  # the reference's default
+    built = small_model("af-scf", inference_dropout=0.3, emission_dropout=0.4)
+    assert (built.inference.dropout, built.emission.dropout) == (0.3, 0.4)
+    assert {layer.rate for layer in built.inference.bilstm.dropouts} == {0.3}
+    assert (built.emission.z_dropout.rate, built.emission.projection_dropout.rate) == (0.4, 0.4)
+    rebuilt = model_from_config(json.loads(json.dumps({"model": "af-scf", "model_config": built.get_config()})))
+    assert (rebuilt.inference.dropout, rebuilt.emission.dropout) == (0.3, 0.4)
+
+
+def test_dropout_changes_the_training_loss_only():
+    """With dropout the training-mode ELBO is random (two calls differ) and the inference-mode
+    ELBO is not; without it both modes give the same number."""
+    x = tf.cast(tf.random.stateless_uniform([2, 5, 88], seed=[1, 2]) < 0.1, tf.int32)
+    lengths = tf.constant([5, 3])
+    for rates, random_in_training in (((0.0, 0.0), False), ((0.5, 0.5), True)):
+        built = small_model("af-scf", inference_dropout=rates[0], emission_dropout=rates[1],
+                            prior_dropout=0.0)
+
+        def elbo(training):  # the same posterior draw (seed) every call: only dropout may differ
+            return float(tf.reduce_sum(built.elbo(x, lengths, seed=[3, 4], training=training)["elbo"]))
+
+        assert elbo(False) == elbo(False)
+        assert (elbo(True) != elbo(True)) == random_in_training
+        if not random_in_training:
+            assert elbo(True) == pytest.approx(elbo(False), rel=1e-6)
+
+
 def test_text_needs_the_vocabulary_size():
     with pytest.raises(ValueError, match="needs the vocabulary size"):
         small_model("af-af", dataset="ptb")
@@ -57,6 +86,8 @@ def test_text_needs_the_vocabulary_size():
     (dict(model="af-af", flow_init="he"), "flow_init must be one of"),
     (dict(model="af-af", latent_size=16), "larger than the MADE width"),
     (dict(model="gru"), "unknown model"),
+    (dict(model="lstm", inference_dropout=0.1), "apply to the latent models"),
+    (dict(model="af-af", emission_dropout=1.0), "emission_dropout must be in"),
 ])
 def test_settings_that_cannot_work_are_refused(overrides, message):
     fields = dict(dict(SMALL, model="af-af", dataset="jsb_chorales"), **overrides)

@@ -102,7 +102,19 @@ def test_conditioner_options_parse_validate_and_reach_the_prior():
         default_config("jsb", "af-af", "out", flow_context="last")
 
 
+def test_regularisation_flags_parse_and_reach_the_model_settings():
+    config = parse(["--model", "af-scf", "--inference-dropout", "0.2", "--emission-dropout", "0.3",
+                    "--weight-decay", "1e-4"])
+    assert (config.model_settings.inference_dropout, config.model_settings.emission_dropout,
+            config.weight_decay) == (0.2, 0.3, 1e-4)
+    plain = parse(["--model", "af-scf"])
+    assert (plain.inference_dropout, plain.emission_dropout, plain.weight_decay) == (0.0, 0.0, 0.0)
+    assert TrainConfig.from_json(config.to_json()) == config
+
+
 @pytest.mark.parametrize("overrides, message", [
+    (dict(weight_decay=-1e-4), "weight_decay must be >= 0"),
+    (dict(inference_dropout=-0.1), "inference_dropout must be in"),
     (dict(lr_decay=1.0), "lr_decay must be > 1"),
     (dict(patience=0), "patience must be >= 1"),
     (dict(latent_size=128), "latent_size 128 is larger than the MADE width 100"),

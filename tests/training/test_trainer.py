@@ -582,3 +582,23 @@ def test_min_learning_rate_stops_the_run_after_the_decay_that_crosses_it(tmp_pat
     on.fit()
     history = [json.loads(line) for line in (tmp_path / "early" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 4 and history[-1]["learning_rate"] == pytest.approx(6.25e-5)
+
+
+def test_weight_decay_scales_every_weight_but_the_biases(tmp_path):
+    """Decoupled decay: with a zero gradient (Adam's update is then 0) one step multiplies each
+    kernel, embedding and recurrent matrix by exactly 1 - lr * w and leaves every bias alone."""
+    lr, decay = 1e-2, 0.5
+    trainer = trainer_lib.Trainer(config_for(tmp_path, "decay", learning_rate=lr, weight_decay=decay),
+                                  bundle=synthetic_bundle(), log=lambda *_: None)
+    variables = trainer.model.trainable_variables
+    before = [v.numpy() for v in variables]
+    trainer.optimizer.apply([tf.zeros_like(v) for v in variables], variables)
+    biases = 0
+    for variable, old in zip(variables, before):
+        is_bias = "bias" in variable.name
+        biases += is_bias
+        np.testing.assert_allclose(variable.numpy(), old if is_bias else old * (1 - lr * decay),
+                                   rtol=1e-6, err_msg=variable.path)
+    assert 0 < biases < len(variables)
+    plain = trainer_lib.make_optimizer(config_for(tmp_path, "plain"), "float32")
+    assert not plain.weight_decay

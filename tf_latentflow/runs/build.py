@@ -36,6 +36,8 @@ class ModelSettings:
     flow_hidden_units: tuple[int, ...] = (100, 100)
     prior_dropout: float = 0.2
     baseline_dropout: float = 0.1
+    inference_dropout: float = 0.0
+    emission_dropout: float = 0.0
     scalar_map: str = "nlsq"
     nlsq_damping: bool = False
     flow_context: str = "all"
@@ -56,6 +58,12 @@ class ModelSettings:
         if self.nlsq_damping and (not entry.flows or self.scalar_map != "nlsq"):
             raise ValueError(f"nlsq_damping applies to NLSq flows only; model {self.model!r} with "
                              f"scalar map {self.scalar_map!r} has none")
+        for name in ("prior_dropout", "baseline_dropout", "inference_dropout", "emission_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not entry.is_latent and (self.inference_dropout or self.emission_dropout):
+            raise ValueError(f"inference_dropout and emission_dropout apply to the latent models; "
+                             f"{self.model!r} has neither network (its dropout: baseline_dropout)")
         if not entry.flows and (self.flow_context, self.flow_init) != ("all", "glorot"):
             raise ValueError(f"flow_context and flow_init apply to flow priors only; model "
                              f"{self.model!r} has none")
@@ -132,6 +140,7 @@ def build_model(settings: ModelSettings, length_model, vocab_size: int | None = 
                latent_size=settings.latent_size, embedding_size=settings.embedding_size,
                hidden_units=settings.hidden_units, prior_lstm_units=settings.prior_lstm_units,
                num_flow_layers=settings.num_flow_layers, flow_hidden_units=settings.flow_hidden_units,
+               inference_dropout=settings.inference_dropout, emission_dropout=settings.emission_dropout,
                length_model=length_model, prior_kwargs=prior_options(settings), dtype=policy, **output)
 
 

@@ -88,6 +88,9 @@ class TrainConfig:
     flow_hidden_units: tuple[int, ...] = (100, 100)
     prior_dropout: float = 0.2
     baseline_dropout: float = 0.1
+    inference_dropout: float = 0.0
+    emission_dropout: float = 0.0
+    weight_decay: float = 0.0
     evaluate_only: bool = False
 
     def __post_init__(self):
@@ -126,9 +129,8 @@ class TrainConfig:
             raise ValueError(f"min_learning_rate must be >= 0 (0: never stop early), got {self.min_learning_rate}")
         if self.clip_norm < 0:
             raise ValueError(f"clip_norm must be >= 0 (0: no clipping), got {self.clip_norm}")
-        for name in ("prior_dropout", "baseline_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.kl_zero_epochs < 0 or self.kl_ramp_epochs < 0:
             raise ValueError("kl_zero_epochs and kl_ramp_epochs must be >= 0")
         self.model_settings  # validates the model's own settings (runs.build.ModelSettings)
@@ -297,6 +299,18 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     parser.add_argument("--flow-hidden-units", type=int, nargs="+")
     parser.add_argument("--prior-dropout", type=float)
     parser.add_argument("--baseline-dropout", type=float)
+    parser.add_argument("--inference-dropout", type=float,
+                        help="dropout in the inference network: on E(x), between its BiLSTM layers "
+                             "and on their output (the reference's locations 'embedding', 'rnn_x'; "
+                             "default 0, as its default --dlocs prior_rnn)")
+    parser.add_argument("--emission-dropout", type=float,
+                        help="dropout in the emission: on z, between and after its BiLSTM layers and "
+                             "after the output projection (the reference's 'z_before_outp', "
+                             "'rnn_outp', 'outp_ff'; default 0)")
+    parser.add_argument("--weight-decay", type=float,
+                        help="decoupled weight decay (AdamW-style, Keras's optimizer weight_decay): "
+                             "each step multiplies every weight but biases by 1 - lr * weight_decay "
+                             "(default 0; the reference has none)")
     parser.add_argument("--evaluate-only", action="store_true", default=None,
                         help="evaluate the best checkpoint of --output-dir and write results.json")
 

@@ -61,10 +61,15 @@ class Interrupted(RuntimeError):
 
 def make_optimizer(config: TrainConfig, policy: str):
     """Adam (or SGD) at the configured learning rate; a loss-scale optimizer for mixed
-    float16. No clipnorm here: Keras clips each replica's gradient before the
+    float16. With `weight_decay` w > 0 each step first scales every weight except the
+    biases by 1 - lr * w (decoupled decay, Loshchilov & Hutter's AdamW). No clipnorm here: Keras clips each replica's gradient before the
     all-reduce; the step clips the summed gradient instead (`clip_across_replicas`)."""
-    optimizer = (keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon)
-                 if config.optimizer == "adam" else keras.optimizers.SGD(learning_rate=config.learning_rate))
+    decay = dict(weight_decay=config.weight_decay) if config.weight_decay else {}
+    optimizer = (keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon, **decay)
+                 if config.optimizer == "adam" else
+                 keras.optimizers.SGD(learning_rate=config.learning_rate, **decay))
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
     return keras.optimizers.LossScaleOptimizer(optimizer) if policy == "mixed_float16" else optimizer
 
 
