@@ -27,3 +27,22 @@ def test_a_training_subset_is_the_same_sequences_for_every_model_and_seed(shared
     assert sum(int(b["weight"].sum()) for b in rows) == 50
     assert sorted(int(n) for b in rows for n, w in zip(b["lengths"], b["weight"]) if w > 0) == \
         sorted(bundles[0].lengths["train"])
+    # p(T) is the whole training split's (a property of lengths, not of what the networks see)
+    subset_p_t = inputs.length_model(configs[0], bundles[0])
+    whole_p_t = inputs.length_model(configs[0], whole)
+    assert subset_p_t.max_length == whole_p_t.max_length
+    np.testing.assert_array_equal(subset_p_t.probs.numpy(), whole_p_t.probs.numpy())
+
+
+def test_ptb_with_a_training_subset_keeps_every_test_length_in_p_t(shared_data_dir, tmp_path):
+    """Unsmoothed text p(T) from 300 training sentences would leave out the longest test
+    sentence (the trainer then refused the run); from the whole split it does not."""
+    config = default_config("ptb", "lstm", "out", data_dir=str(shared_data_dir),
+                            prepared_dir=str(tmp_path / "tfds"), train_subset=300)
+    bundle = inputs.load_data(config)
+    assert bundle.lengths["train"].max() < bundle.lengths["test"].max()  # the case that failed
+    p_t = inputs.length_model(config, bundle)
+    assert np.all(p_t.probs.numpy()[bundle.lengths["test"]] > 0)
+    expected = np.bincount(np.concatenate([bundle.full_train_lengths, bundle.lengths["validation"]]),
+                           minlength=p_t.max_length + 1)
+    np.testing.assert_allclose(p_t.probs.numpy(), expected / expected.sum(), rtol=1e-6)

@@ -32,6 +32,8 @@ class DataBundle:
     splits: dict  # split name -> TFDS examples (tf.data.Dataset)
     lengths: dict  # split name -> np.ndarray of lengths
     vocabulary: tuple | None  # text: id -> symbol
+    # The whole training split's lengths when `splits["train"]` is a subset (None: the same).
+    full_train_lengths: np.ndarray | None = None
 
 
 def load_data(config: TrainConfig) -> DataBundle:
@@ -41,11 +43,14 @@ def load_data(config: TrainConfig) -> DataBundle:
                         source_dir=config.data_dir)
     splits = {name: builder.as_dataset(split=name) for name in ("train", "validation", "test")}
     lengths = {name: D.split_lengths(ds) for name, ds in splits.items()}
+    full_train_lengths = None
     if config.train_subset:
+        full_train_lengths = lengths["train"]
         splits["train"], lengths["train"] = D.fixed_subset(splits["train"], lengths["train"],
                                                            config.train_subset)
     vocabulary = tuple(builder.info.metadata["vocab"]) if config.is_text else None
-    return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary)
+    return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary,
+                      full_train_lengths=full_train_lengths)
 
 
 def batch_config(config: TrainConfig, bundle: DataBundle, *, epoch: int | None = None,
@@ -72,8 +77,14 @@ def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int |
 
 def length_model(config: TrainConfig, bundle: DataBundle):
     """p(T) from training and validation lengths (`runs.make_length_model`); refuses a
-    dataset whose test split has a longer sequence than its support."""
-    lengths = np.concatenate([bundle.lengths["train"], bundle.lengths["validation"]])
+    dataset whose test split has a longer sequence than its support.
+
+    With a training subset (`--train-subset`) p(T) still comes from the whole training
+    split: the subset limits the sequences the networks learn from, not the length
+    histogram, and text's unsmoothed p(T) from a subset would give lengths it never saw
+    (the longest PTB test sentence, for one) probability 0 and the model no support."""
+    train = bundle.lengths["train"] if bundle.full_train_lengths is None else bundle.full_train_lengths
+    lengths = np.concatenate([train, bundle.lengths["validation"]])
     return make_length_model(lengths, dataset=config.dataset, longest=int(bundle.lengths["test"].max()))
 
 
