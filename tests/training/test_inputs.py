@@ -46,3 +46,19 @@ def test_ptb_with_a_training_subset_keeps_every_test_length_in_p_t(shared_data_d
     expected = np.bincount(np.concatenate([bundle.full_train_lengths, bundle.lengths["validation"]]),
                            minlength=p_t.max_length + 1)
     np.testing.assert_allclose(p_t.probs.numpy(), expected / expected.sum(), rtol=1e-6)
+
+
+def test_a_validation_subset_is_its_own_split_and_validation_stays_whole(shared_data_dir, tmp_path):
+    config = default_config("jsb", "af-scf", "out", data_dir=str(shared_data_dir),
+                            prepared_dir=str(tmp_path / "tfds"), validation_subset=20)
+    bundle = inputs.load_data(config)
+    assert inputs.epoch_validation_split(bundle) == inputs.EPOCH_VALIDATION
+    whole = bundle.lengths["validation"]
+    assert len(whole) == 76 and len(bundle.lengths[inputs.EPOCH_VALIDATION]) == 20
+    keep = np.sort(np.random.default_rng(0).permutation(len(whole))[:20])
+    np.testing.assert_array_equal(bundle.lengths[inputs.EPOCH_VALIDATION], whole[keep])
+    assert [int(e["length"]) for e in bundle.splits[inputs.EPOCH_VALIDATION].as_numpy_iterator()] == \
+        list(whole[keep])
+    plain = inputs.load_data(default_config("jsb", "af-scf", "out", data_dir=str(shared_data_dir),
+                                            prepared_dir=str(tmp_path / "tfds")))
+    assert inputs.epoch_validation_split(plain) == "validation"

@@ -602,3 +602,25 @@ def test_weight_decay_scales_every_weight_but_the_biases(tmp_path):
     assert 0 < biases < len(variables)
     plain = trainer_lib.make_optimizer(config_for(tmp_path, "plain"), "float32")
     assert not plain.weight_decay
+
+
+def test_the_per_epoch_validation_reads_the_validation_subset_and_the_results_the_whole_split(tmp_path):
+    """--validation-subset: the plateau rule and the best checkpoint see a fixed subset of the
+    validation split (the history's validation_loss is that subset's -ELBO, recomputed here
+    from the saved weights); results.json's validation NLL is still over the whole split."""
+    bundle = synthetic_bundle()
+    subset, subset_lengths = D.fixed_subset(bundle.splits["validation"], bundle.lengths["validation"], 2)
+    bundle = inputs.DataBundle(splits={**bundle.splits, inputs.EPOCH_VALIDATION: subset},
+                               lengths={**bundle.lengths, inputs.EPOCH_VALIDATION: subset_lengths},
+                               vocabulary=None)
+    config = config_for(tmp_path, "vsub", epochs=1, validation_subset=2)
+    trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
+    trainer.fit()
+    record = json.loads((tmp_path / "vsub" / "history.jsonl").read_text())
+    weight = config.kl_schedule_spec.at_epoch_end(0)
+    on_subset = trainer.steps.loss_sums(inputs.batches(config, bundle, inputs.EPOCH_VALIDATION), weight)
+    on_whole = trainer.steps.loss_sums(inputs.batches(config, bundle, "validation"), weight)
+    assert record["validation_loss"] == pytest.approx(on_subset["loss"], rel=1e-5)
+    assert abs(on_whole["loss"] - on_subset["loss"]) > 1e-3  # the two are told apart
+    results = trainer.evaluate()
+    assert results["validation"]["sequences"] == len(bundle.lengths["validation"]) == 6

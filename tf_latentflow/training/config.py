@@ -78,6 +78,7 @@ class TrainConfig:
     flow_init: str = "glorot"
     max_steps_per_epoch: int | None = None
     train_subset: int | None = None
+    validation_subset: int | None = None
     max_eval_batches: int | None = None
     num_buckets: int = 4
     latent_size: int = 50
@@ -113,7 +114,7 @@ class TrainConfig:
                      "prior_lstm_units", "num_flow_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps_per_epoch", "max_eval_batches", "train_subset"):
+        for name in ("max_steps_per_epoch", "max_eval_batches", "train_subset", "validation_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 when given, got {getattr(self, name)}")
         if not self.flow_hidden_units or min(self.flow_hidden_units) < 1:
@@ -291,6 +292,11 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                         help="train on a fixed subset of this many training sequences, the same for "
                              "every model and --seed (`data.fixed_subset`); validation and test "
                              "stay whole (default: the whole training split)")
+    parser.add_argument("--validation-subset", type=int,
+                        help="the per-epoch validation pass (plateau rule, best checkpoint, "
+                             "--validation-nll-samples) reads a fixed subset of this many validation "
+                             "sequences (`data.fixed_subset`); the final NLL is still on the whole "
+                             "validation and test splits (default: the whole validation split)")
     parser.add_argument("--latent-size", type=int)
     parser.add_argument("--embedding-size", type=int)
     parser.add_argument("--hidden-units", type=int)

@@ -18,13 +18,15 @@ from tf_latentflow import data as D
 from tf_latentflow.runs import make_length_model, registry
 from tf_latentflow.training.config import TrainConfig
 
-__all__ = ["XLA_TIME_MULTIPLE", "DataBundle", "load_data", "batch_config", "batches", "length_model",
-           "zero_batch"]
+__all__ = ["XLA_TIME_MULTIPLE", "EPOCH_VALIDATION", "DataBundle", "load_data", "epoch_validation_split",
+           "batch_config", "batches", "length_model", "zero_batch"]
 
 # With jit_compile, batches are padded to this grid (`data.padded_length`: multiples of
 # 16 steps up to 256, coarser above) and training batches filled to the batch size, so
 # that XLA compiles one program per padded length (~10 for JSB), all before epoch 1.
 XLA_TIME_MULTIPLE = 16
+# The fixed validation subset of `--validation-subset` (a split of the bundle only).
+EPOCH_VALIDATION = "validation_subset"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +40,8 @@ class DataBundle:
 
 def load_data(config: TrainConfig) -> DataBundle:
     """Prepare (once) and open the dataset's three splits (training: `config.train_subset`
-    of it when given, `data.fixed_subset`)."""
+    of it when given, `data.fixed_subset`); with `config.validation_subset` also the
+    per-epoch validation pass's fixed subset of the validation split, `EPOCH_VALIDATION`."""
     builder = D.prepare(config.dataset, data_dir=os.path.expanduser(config.prepared_dir),
                         source_dir=config.data_dir)
     splits = {name: builder.as_dataset(split=name) for name in ("train", "validation", "test")}
@@ -48,9 +51,19 @@ def load_data(config: TrainConfig) -> DataBundle:
         full_train_lengths = lengths["train"]
         splits["train"], lengths["train"] = D.fixed_subset(splits["train"], lengths["train"],
                                                            config.train_subset)
+    if config.validation_subset:
+        # The per-epoch pass's own split (`EPOCH_VALIDATION`); "validation" stays whole.
+        splits[EPOCH_VALIDATION], lengths[EPOCH_VALIDATION] = D.fixed_subset(
+            splits["validation"], lengths["validation"], config.validation_subset)
     vocabulary = tuple(builder.info.metadata["vocab"]) if config.is_text else None
     return DataBundle(splits=splits, lengths=lengths, vocabulary=vocabulary,
                       full_train_lengths=full_train_lengths)
+
+
+def epoch_validation_split(bundle: DataBundle) -> str:
+    """The split the per-epoch validation pass reads: `EPOCH_VALIDATION` with
+    `--validation-subset`, else "validation"."""
+    return EPOCH_VALIDATION if EPOCH_VALIDATION in bundle.splits else "validation"
 
 
 def batch_config(config: TrainConfig, bundle: DataBundle, *, epoch: int | None = None,

@@ -36,7 +36,8 @@ from tf_latentflow.runs import RunDirectory, build_model
 from tf_latentflow.training import schedules
 from tf_latentflow.training.config import TrainConfig
 from tf_latentflow.training.distribution import resolve_precision, select_strategy
-from tf_latentflow.training.inputs import DataBundle, batch_config, batches, length_model, load_data
+from tf_latentflow.training.inputs import (DataBundle, batch_config, batches, epoch_validation_split,
+                                          length_model, load_data)
 from tf_latentflow.training.results import nll_record, results_table
 from tf_latentflow.training.resume import (ConfigMismatch, check_precision, check_resumable,
                                            portable_config)
@@ -169,7 +170,7 @@ class Trainer:
         steps_per_epoch = sum(1 for _ in batches(config, self.bundle, "train", epoch=0))
         if config.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-        validation = batches(config, self.bundle, "validation")
+        validation = batches(config, self.bundle, epoch_validation_split(self.bundle))
         while not self._finished():
             epoch = int(state.epoch.numpy())
             started = time.perf_counter()
@@ -273,7 +274,8 @@ class Trainer:
                   "validation_kl": val["kl"], "kl_weight": end_weight,
                   "learning_rate": float(state.learning_rate.numpy())}
         if config.validation_nll_samples:
-            record["validation_nll"] = self.evaluate_nll("validation", config.validation_nll_samples)["nll"]
+            record["validation_nll"] = self.evaluate_nll(epoch_validation_split(self.bundle),
+                                                         config.validation_nll_samples)["nll"]
         if kl_schedule.done(epoch):
             plateau = schedules.plateau_update(
                 schedules.Plateau(best=float(state.best_validation.numpy()),
