@@ -134,6 +134,43 @@ def test_batch_shapes_cover_every_epoch():
         D.batch_shapes(lengths, D.BatchConfig(batch_size=4, pad_to_multiple=16))
 
 
+def test_bucket_padding_gives_one_shape_per_bucket_and_keeps_the_sequences():
+    """pad_to_bucket: every batch is padded to its bucket's ceiling, the grid length of
+    boundary - 1 (last bucket: the split's longest); batch_shapes lists exactly those; the
+    sequences, lengths and masks are those of the plain batching."""
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 300, size=60).tolist()
+    ds, sequences = _text_examples(lengths)
+    boundaries = (40, 100, 150)
+    cfg = D.BatchConfig(batch_size=4, shuffle=True, seed=0, bucket_boundaries=boundaries,
+                        pad_to_multiple=16, fill_batches=True, pad_to_bucket=True, longest=max(lengths))
+    # by hand: 39 -> 48, 99 -> 112, 149 -> 160, and the longest (<300) on the coarser grid
+    assert D.bucket_ceilings(cfg) == (48, 112, 160, D.padded_length(max(lengths), 16))
+    shapes = set(D.batch_shapes(lengths, cfg))
+    assert shapes == {(4, c) for c in D.bucket_ceilings(cfg)}
+    met = set()
+    for epoch in range(3):
+        cfg_epoch = D.BatchConfig(**{**cfg.__dict__, "seed": epoch})
+        batches = list(D.make_batches(ds, cfg_epoch).as_numpy_iterator())
+        for b in batches:
+            met.add(b["x"].shape)
+            bucket = int(np.searchsorted(boundaries, b["lengths"].max(), side="right"))
+            assert b["x"].shape[1] == D.bucket_ceilings(cfg)[bucket]
+            np.testing.assert_array_equal(b["mask"].sum(axis=1), b["lengths"])
+        got = sorted(s.tobytes() for b in batches for s in D.unpad(b))
+        assert got == sorted(s.tobytes() for s in sequences)
+    assert met == shapes
+    # only the buckets the lengths fall in
+    assert D.batch_shapes([5, 7, 120], cfg) == [(4, 48), (4, 160)]
+    # a sequence longer than `longest` fails rather than being cut
+    short = D.BatchConfig(batch_size=4, bucket_boundaries=boundaries, pad_to_multiple=16,
+                          pad_to_bucket=True, longest=200)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longest"):
+        list(D.make_batches(ds, short).as_numpy_iterator())
+    with pytest.raises(ValueError, match="longest"):
+        D.BatchConfig(batch_size=4, pad_to_bucket=True)
+
+
 def test_seeded_shuffle_is_reproducible():
     ds, _ = _text_examples(list(range(1, 41)))
 

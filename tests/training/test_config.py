@@ -38,6 +38,11 @@ def test_baseline_and_text_defaults_and_overrides():
                     "--flow-hidden-units", "64", "64"])
     assert config.batch_size == 7 and config.prior_name == "af-af-nlsq"
     assert config.flow_hidden_units == (64, 64)
+    # bucket padding: on for text (both kinds of model), off for music, a flag either way
+    assert text.pad_to_bucket and text_lstm.pad_to_bucket and not lstm.pad_to_bucket
+    assert not parse(["--model", "af-af"]).pad_to_bucket
+    assert parse(["--model", "af-af", "--pad-to-bucket", "--num-buckets", "8"]).pad_to_bucket
+    assert parse(["--model", "af-af", "--num-buckets", "8"]).num_buckets == 8
 
 
 def test_json_round_trip_and_validation():

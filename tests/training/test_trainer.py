@@ -204,12 +204,15 @@ def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
     np.testing.assert_allclose(runs[False][2], runs[True][2], rtol=1e-5)
 
 
-def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path):
+@pytest.mark.parametrize("pad_to_bucket", [False, True])
+def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path, pad_to_bucket):
     """With jit_compile, precompile() compiles every shape of data.batch_shapes before the
     first step, without moving a weight, an optimizer slot or the step counter; every batch
-    of several epochs then has one of those shapes (so no compile happens after it)."""
+    of several epochs then has one of those shapes (so no compile happens after it). With
+    pad_to_bucket the shapes are one per bucket (2 here)."""
     config = default_config("jsb", "lstm", str(tmp_path / "pre"),
-                            **dict(TINY, epochs=4, batch_size=5, num_buckets=2, jit_compile=True))
+                            **dict(TINY, epochs=4, batch_size=5, num_buckets=2, jit_compile=True,
+                                   pad_to_bucket=pad_to_bucket))
     bundle = synthetic_music_bundle(sizes=(12, 6, 6), max_len=40)  # lengths 3..39: 3 shapes
     trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
     shapes = set(D.batch_shapes(trainer.bundle.lengths["train"],
@@ -234,6 +237,8 @@ def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path):
     trainer.fit()
     steps = len(list(inputs.batches(config, trainer.bundle, "train", epoch=0)))
     assert set(met) <= shapes and len(met) == 4 * steps
+    if pad_to_bucket:
+        assert len(shapes) == 2
 
 
 @pytest.mark.slow  # ~1 min: one XLA compile per batch shape of a flow model

@@ -16,20 +16,21 @@ Modules:
   music         the four BL2012 music builders, JSON reader and checks
   ptb           character-level PTB builder and vocabulary
   catalog       the datasets: names, kinds, aliases, units, builders; `prepare`
-  pipeline      BatchConfig, make_batches, distribute_batches, padded_length, batch_shapes
+  pipeline      BatchConfig, make_batches, distribute_batches, padded_length, batch_shapes,
+                bucket_ceilings
   stats         per-split statistics (the `info` CLI)
 """
 
 from tf_latentflow.data.catalog import ALIASES, DATASETS, NUM_NOTES, canonical_name, prepare
 from tf_latentflow.data.errors import DataError, MissingDataError
-from tf_latentflow.data.pipeline import (BatchConfig, batch_shapes, distribute_batches, fixed_subset,
-                                         make_batches,
+from tf_latentflow.data.pipeline import (BatchConfig, batch_shapes, bucket_ceilings, distribute_batches,
+                                         fixed_subset, make_batches,
                                          padded_length, quantile_boundaries, split_lengths,
                                          to_sequences, unpad)
 
 __all__ = [
     "ALIASES", "DATASETS", "NUM_NOTES", "canonical_name", "prepare", "DataError", "MissingDataError",
-    "BatchConfig", "batch_shapes", "distribute_batches", "fixed_subset",
+    "BatchConfig", "batch_shapes", "bucket_ceilings", "distribute_batches", "fixed_subset",
     "make_batches", "padded_length",
     "quantile_boundaries", "split_lengths", "to_sequences", "unpad",
 ]

@@ -26,6 +26,14 @@ every shape a training run can meet is known before it starts. Copies of a real
 sequence keep every computation on filler rows finite; the losses multiply them
 by weight 0.
 
+Fewer shapes (`pad_to_bucket`): a batch's padded length then is not that of its own
+longest sequence but that of the longest sequence its length bucket can hold
+(`bucket_ceilings`: boundary - 1 of each bucket, the split's `longest` for the last),
+so a split meets one time length per bucket. On a large split such as PTB (42k
+sentences, batch 15) nearly every batch's longest sentence is already near its
+bucket's upper end, so this costs little padding and cuts the shapes XLA compiles
+from one per grid length (17 for PTB characters) to one per bucket (4).
+
 `distribute_batches` builds the same pipeline once per input pipeline of a
 `tf.distribute.Strategy`, with per-replica batch size = global // replicas.
 """
@@ -62,6 +70,10 @@ class BatchConfig:
         length; padded steps are masked.
       fill_batches: complete every batch to `batch_size` rows with weight-0 copies
         of its first sequence (a constant batch axis; module docstring).
+      pad_to_bucket: pad every batch's time axis to its bucket's ceiling
+        (`bucket_ceilings`), not to its own longest sequence (module docstring).
+      longest: the longest sequence of the split; needed by pad_to_bucket (the
+        last bucket's ceiling). A longer sequence fails the pipeline.
       deterministic: keep element order deterministic in parallel maps.
       shuffle_buffer: shuffle buffer size (default: larger than any split).
     """
@@ -73,6 +85,8 @@ class BatchConfig:
     drop_remainder: bool = False
     pad_to_multiple: int = 1
     fill_batches: bool = False
+    pad_to_bucket: bool = False
+    longest: int | None = None
     deterministic: bool = True
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
 
@@ -84,6 +98,8 @@ class BatchConfig:
             raise ValueError(f"BatchConfig: bucket_boundaries must be increasing positive ints, got {b}")
         if self.pad_to_multiple < 1:
             raise ValueError(f"BatchConfig: pad_to_multiple must be >= 1, got {self.pad_to_multiple}")
+        if self.pad_to_bucket and (self.longest is None or self.longest < 1):
+            raise ValueError(f"BatchConfig: pad_to_bucket needs the split's longest length, got {self.longest}")
         if self.shuffle and self.seed is None:
             raise ValueError("BatchConfig: shuffle=True needs a seed (reproducible order)")
 
@@ -133,13 +149,41 @@ def padded_length(steps, multiple: int):
     return (steps + step - 1) // step * step
 
 
+def bucket_ceilings(config: "BatchConfig") -> tuple[int, ...]:
+    """The padded length of each length bucket under `pad_to_bucket`: the grid length
+    (`padded_length`) of the longest sequence the bucket can hold, boundary - 1, and for
+    the last bucket `config.longest`."""
+    if config.longest is None:
+        raise ValueError("bucket_ceilings: the BatchConfig has no `longest`")
+    tops = [b - 1 for b in config.bucket_boundaries] + [max(config.longest, 1)]
+    return tuple(int(padded_length(max(top, 1), config.pad_to_multiple)) for top in tops)
+
+
+def bucket_index(lengths, boundaries: Sequence[int]):
+    """The bucket of each length: the number of boundaries <= it (a sequence of length T
+    goes to the first bucket with T < boundary). NumPy arrays or tensors."""
+    if isinstance(lengths, (int, np.integer, np.ndarray, list, tuple)):
+        return np.searchsorted(np.asarray(boundaries), np.asarray(lengths), side="right")
+    lengths = tf.convert_to_tensor(lengths)
+    if not boundaries:
+        return tf.zeros_like(lengths)
+    return tf.reduce_sum(tf.cast(lengths[..., None] >= tf.constant(boundaries, lengths.dtype), lengths.dtype),
+                         axis=-1)
+
+
 def batch_shapes(lengths: Sequence[int], config: "BatchConfig") -> list[tuple[int, int]]:
     """Every (rows, padded length) a batch of a split with these `lengths` can have
     under `config` with `fill_batches`: (batch_size, padded_length(L)) for each
-    length L of the split (a batch's padded length is that of its longest sequence)."""
+    length L of the split (a batch's padded length is that of its longest sequence);
+    with `pad_to_bucket`, the ceiling of each bucket that holds one of the lengths."""
     if not config.fill_batches:
         raise ValueError("batch_shapes: the batch axis is only fixed with fill_batches=True")
-    grid = sorted({int(padded_length(int(n), config.pad_to_multiple)) for n in lengths})
+    if config.pad_to_bucket:
+        ceilings = bucket_ceilings(config)
+        grid = sorted({ceilings[i] for i in bucket_index(np.asarray(lengths, np.int64),
+                                                          config.bucket_boundaries)})
+    else:
+        grid = sorted({int(padded_length(int(n), config.pad_to_multiple)) for n in lengths})
     return [(config.batch_size, t) for t in grid]
 
 
@@ -168,9 +212,24 @@ def _fill(batch, batch_size: int):
     return {"x": complete(batch["x"]), "lengths": complete(batch["lengths"]), "weight": weight}
 
 
-def _add_mask(batch, pad_to_multiple: int = 1):
+def _pad_to_bucket(x, lengths, boundaries: tuple[int, ...], ceilings: tuple[int, ...]):
+    """Pad the time axis of a batch (one bucket's sequences) to its bucket's ceiling."""
+    target = tf.gather(tf.constant(ceilings, tf.int32), bucket_index(tf.reduce_max(lengths), boundaries))
+    steps = tf.shape(x)[1]
+    with tf.control_dependencies([tf.debugging.assert_less_equal(
+            steps, target, message="a sequence is longer than the BatchConfig's `longest`")]):
+        extra = target - steps
+    paddings = tf.concat([[[0, 0], [0, extra]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], axis=0)
+    padded = tf.pad(x, paddings)
+    padded.set_shape(x.shape[:1].concatenate([None]).concatenate(x.shape[2:]))
+    return padded
+
+
+def _add_mask(batch, pad_to_multiple: int = 1, bucket_padding=None):
     x = batch["x"]
-    if pad_to_multiple > 1:
+    if bucket_padding is not None:
+        x = _pad_to_bucket(x, batch["lengths"], *bucket_padding)
+    elif pad_to_multiple > 1:
         x = _pad_time(x, pad_to_multiple)
     mask = tf.sequence_mask(batch["lengths"], tf.shape(x)[1], dtype=tf.float32)
     weight = batch.get("weight")
@@ -196,7 +255,10 @@ def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Data
     if config.fill_batches:
         ds = ds.map(functools.partial(_fill, batch_size=config.batch_size),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple),
+    bucket_padding = ((tuple(config.bucket_boundaries), bucket_ceilings(config))
+                      if config.pad_to_bucket else None)
+    ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple,
+                                  bucket_padding=bucket_padding),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = config.deterministic

@@ -81,6 +81,7 @@ class TrainConfig:
     validation_subset: int | None = None
     max_eval_batches: int | None = None
     num_buckets: int = 4
+    pad_to_bucket: bool = False
     latent_size: int = 50
     embedding_size: int = 500
     hidden_units: int = 500
@@ -189,11 +190,12 @@ def _dataset_defaults(dataset: str, model: str) -> dict:
         text = dataset in TEXT_DATASETS
         return dict(optimizer="sgd" if text else "adam", learning_rate=20.0 if text else 1e-3,
                     patience=4, kl_zero_epochs=0, kl_ramp_epochs=0, elbo_samples=1,
-                    batch_size=32 if text else 5)
+                    batch_size=32 if text else 5, pad_to_bucket=text)
     if dataset in TEXT_DATASETS:
         # The reference's PTB IAF/SCF: 3 within-step flow layers and no dropout.
         iaf = model == "iaf-scf"
         return dict(batch_size=15, elbo_samples=10, kl_zero_epochs=4, kl_ramp_epochs=10, patience=1,
+                    pad_to_bucket=True,
                     nll_samples=50, prior_dropout=0.0 if iaf else 0.2, **(dict(num_flow_layers=3) if iaf else {}))
     if dataset in ("jsb_chorales", "nottingham"):
         return dict(batch_size=5, elbo_samples=1, kl_zero_epochs=20, kl_ramp_epochs=15, patience=2)
@@ -275,6 +277,15 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                              "without a GPU, off with one, for cuDNN; "
                              "batches padded to a grid of lengths, every training shape compiled "
                              "before the first step); --no-jit-compile: plain graph execution")
+    parser.add_argument("--num-buckets", type=int,
+                        help="length buckets of the batching (quantiles of the training lengths; "
+                             "default 4)")
+    parser.add_argument("--pad-to-bucket", action=argparse.BooleanOptionalAction, default=None,
+                        help="with XLA, pad each batch to its length bucket's longest possible "
+                             "sequence rather than its own longest: one compiled shape per bucket "
+                             "instead of one per grid length (default: on for text, where large "
+                             "batches of ~42k sentences fill their buckets to the top anyway; off "
+                             "for music)")
     parser.add_argument("--scalar-map", choices=("nlsq", "affine"))
     parser.add_argument("--nlsq-damping", action=argparse.BooleanOptionalAction, default=None,
                         help="the reference code's NLSq parameterisation: raw log b, c, log d "

@@ -66,25 +66,28 @@ def epoch_validation_split(bundle: DataBundle) -> str:
     return EPOCH_VALIDATION if EPOCH_VALIDATION in bundle.splits else "validation"
 
 
-def batch_config(config: TrainConfig, bundle: DataBundle, *, epoch: int | None = None,
-                 batch_size: int | None = None) -> D.BatchConfig:
-    """How a split is batched: training batches (epoch given) are shuffled with a seed fixed
-    by (seed, epoch); with jit_compile, padded to the XLA grid and (training) filled to the
-    batch size, so that every training shape is known before the run starts."""
+def batch_config(config: TrainConfig, bundle: DataBundle, split: str = "train", *,
+                 epoch: int | None = None, batch_size: int | None = None) -> D.BatchConfig:
+    """How `split` is batched: training batches (epoch given) are shuffled with a seed fixed
+    by (seed, epoch); with jit_compile, padded to the XLA grid (with `pad_to_bucket`, to
+    their length bucket's ceiling) and (training) filled to the batch size, so that every
+    training shape is known before the run starts."""
     training = epoch is not None
     boundaries = (D.quantile_boundaries(bundle.lengths["train"], config.num_buckets)
                   if config.num_buckets > 1 else ())
+    pad_to_bucket = config.pad_to_bucket and config.jit_compile
     return D.BatchConfig(
         batch_size=batch_size or (config.batch_size if training else config.eval_batch_size),
         shuffle=training, seed=(config.seed * 1_000_003 + epoch) if training else None,
         bucket_boundaries=boundaries, pad_to_multiple=XLA_TIME_MULTIPLE if config.jit_compile else 1,
-        fill_batches=training and config.jit_compile)
+        fill_batches=training and config.jit_compile, pad_to_bucket=pad_to_bucket,
+        longest=int(bundle.lengths[split].max()) if pad_to_bucket else None)
 
 
 def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int | None = None,
             batch_size: int | None = None) -> tf.data.Dataset:
     """Batches of a split (`batch_config`)."""
-    return D.make_batches(bundle.splits[split], batch_config(config, bundle, epoch=epoch,
+    return D.make_batches(bundle.splits[split], batch_config(config, bundle, split, epoch=epoch,
                                                              batch_size=batch_size))
 
 
