@@ -40,6 +40,7 @@ def test_baseline_and_text_defaults_and_overrides():
     assert config.flow_hidden_units == (64, 64)
     # bucket padding: on for text (both kinds of model), off for music, a flag either way
     assert text.pad_to_bucket and text_lstm.pad_to_bucket and not lstm.pad_to_bucket
+    assert (text.num_buckets, text_lstm.num_buckets, lstm.num_buckets) == (8, 8, 4)
     assert not parse(["--model", "af-af"]).pad_to_bucket
     assert parse(["--model", "af-af", "--pad-to-bucket", "--num-buckets", "8"]).pad_to_bucket
     assert parse(["--model", "af-af", "--num-buckets", "8"]).num_buckets == 8
