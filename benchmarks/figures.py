@@ -295,15 +295,41 @@ def prior_sequence(prior, length, seed=0):
     return z[0].numpy().astype(np.float64)
 
 
+def step_windows(prior, length, steps, first_step=0, num=256, seed=1, coverage=0.99, margin=0.15):
+    """`[(xlim, ylim), ...]` per step t = first_step .. first_step + steps - 1: the central
+    `coverage` range of each coordinate of z_t over `num` sequences drawn from the prior at
+    T = length, widened by `margin` of its width on each side (a trained prior's latents are
+    not on the unit scale: the JSB runs' reach |z| ~ 8)."""
+    z = prior.sample(tf.fill([int(num)], int(length)), seed=int(seed)).numpy()
+    tail = 100 * (1 - coverage) / 2
+    windows = []
+    for t in range(first_step, first_step + steps):
+        lims = []
+        for d in range(2):
+            lo, hi = np.percentile(z[:, t, d], [tail, 100 - tail])
+            pad = margin * max(hi - lo, 1e-3)
+            lims.append((float(lo - pad), float(hi + pad)))
+        windows.append(tuple(lims))
+    return windows
+
+
 def figure6_panels(prior, length, steps, lim, n, seed=0, first_step=0):
     """`(z, [(t, xs, ys, density), ...])` for t = first_step .. first_step + steps - 1, with
-    z `[length, 2]` the prior sample whose prefix conditions each panel."""
+    z `[length, 2]` the prior sample whose prefix conditions each panel. Each grid spans
+    [-lim, lim]^2, or with lim None the window of `step_windows` (grown to hold the drawn
+    z_t)."""
     check_conditional_prior(prior)
     if first_step + steps > length:
         raise ValueError(f"steps {first_step}..{first_step + steps - 1} do not fit in T = {length}")
     z = prior_sequence(prior, length, seed=seed)
-    panels = [(t, *conditional_density_grid(prior, z, t, length, (-lim, lim), (-lim, lim), n))
-              for t in range(first_step, first_step + steps)]
+    if lim is None:
+        windows = [tuple((min(lo, z[t, d] - 0.5), max(hi, z[t, d] + 0.5)) for d, (lo, hi) in enumerate(w))
+                   for t, w in zip(range(first_step, first_step + steps),
+                                   step_windows(prior, length, steps, first_step))]
+    else:
+        windows = [((-lim, lim), (-lim, lim))] * steps
+    panels = [(t, *conditional_density_grid(prior, z, t, length, xlim, ylim, n))
+              for t, (xlim, ylim) in zip(range(first_step, first_step + steps), windows)]
     return z, panels
 
 
@@ -457,6 +483,8 @@ def plot_figure6(rows, path, suptitle):
             ax.imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]), cmap="viridis",
                       interpolation="nearest")
             ax.plot(z[t, 0], z[t, 1], marker="x", color="red", ms=6, mew=1.5)
+            ax.set_xlim(xs[0], xs[-1])
+            ax.set_ylim(ys[0], ys[-1])
             ax.set_title(f"{label}\np(z_{t} | z_<{t}, T)" if c == 0 else f"p(z_{t} | z_<{t}, T)",
                          fontsize=9)
             ax.tick_params(labelsize=7)
@@ -559,7 +587,9 @@ def add_figure6_arguments(parser):
     parser.add_argument("--steps", type=int, default=4, help="consecutive steps t to draw (default 4)")
     parser.add_argument("--first-step", type=int, default=1, help="the first step t (default 1)")
     parser.add_argument("--length", type=int, default=20, help="the sequence length T (default 20)")
-    parser.add_argument("--lim", type=float, default=4.0, help="the grid spans [-lim, lim]^2")
+    parser.add_argument("--lim", type=float, default=None,
+                        help="each grid spans [-lim, lim]^2 (default: per step, the central 99%% of "
+                             "z_t over 256 prior samples)")
     parser.add_argument("--grid-size", type=int, default=120, help="points per grid axis")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior sample z")
     parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")

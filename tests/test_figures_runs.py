@@ -132,3 +132,24 @@ def test_run_subcommands_parse_and_all_skips_them(figures):
     args = parser.parse_args(["figure6", "--run-dir", "a", "--af-only-run-dir", "b"])
     assert args.steps == 4 and args.af_only_run_dir == "b"
     assert set(figures.NEEDS_RUNS) <= set(figures.SUBCOMMANDS)
+
+
+def test_step_windows_hold_the_prior_mass_and_the_panels_use_them(run, figures):
+    """The automatic grid of figure 6: per step, the central 99% of z_t over prior samples
+    (widened 15% each side) holds nearly every fresh sample from the prior at that step, and
+    figure6_panels spans exactly that window (grown to hold the drawn z_t) when lim is None."""
+    prior = run.model.prior
+    windows = figures.step_windows(prior, LENGTH, 3, first_step=1, num=400, seed=3)
+    fresh = prior.sample(tf.fill([400], LENGTH), seed=11).numpy()
+    for t, ((x0, x1), (y0, y1)) in zip(range(1, 4), windows):
+        assert x0 < x1 and y0 < y1
+        inside = ((fresh[:, t, 0] >= x0) & (fresh[:, t, 0] <= x1) &
+                  (fresh[:, t, 1] >= y0) & (fresh[:, t, 1] <= y1))
+        assert inside.mean() >= 0.95
+    z, panels = figures.figure6_panels(prior, LENGTH, 2, None, 5, seed=0, first_step=1)
+    for t, xs, ys, density in panels:
+        (x0, x1), (y0, y1) = figures.step_windows(prior, LENGTH, 2, first_step=1)[t - 1]
+        assert xs[0] <= min(x0, z[t, 0]) + 1e-9 and xs[-1] >= max(x1, z[t, 0]) - 1e-9
+        assert ys[0] <= min(y0, z[t, 1]) + 1e-9 and ys[-1] >= max(y1, z[t, 1]) - 1e-9
+    _, fixed = figures.figure6_panels(prior, LENGTH, 1, 2.0, 5, seed=0, first_step=1)
+    assert fixed[0][1][0] == -2.0 and fixed[0][1][-1] == 2.0
