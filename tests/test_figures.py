@@ -4,9 +4,7 @@ Only the computing functions are tested (no matplotlib): derivatives against fin
 differences, densities against their integral and against samples.
 """
 
-import importlib.util
 import math
-import pathlib
 
 import keras
 import numpy as np
@@ -17,17 +15,12 @@ import scipy.stats
 from tf_latentflow.bijectors import NLSQ_C_BOUND
 from tf_latentflow.layers import HiddenFlowStack
 from tf_latentflow.toy_densities import FourGaussians, fit_flow_density
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_testing import load_benchmark
 
 
 @pytest.fixture
 def figures(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("figures", BENCHMARKS / "figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(monkeypatch, "figures")
 
 
 def test_nlsq_curves_are_the_formula_and_its_finite_difference(figures):

@@ -15,20 +15,13 @@ import numpy as np
 import pytest
 
 from training_testing import TINY
+from benchmark_testing import load_benchmark
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 MAX_LENGTH = 24
 MODELS = ("iaf-scf", "lstm")
 LENGTHS = (4, 9, 24)
 BATCH_SIZES = (1, 3)
-
-
-def load_benchmark(monkeypatch, name):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

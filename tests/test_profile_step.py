@@ -1,22 +1,15 @@
 """benchmarks/profile_step.py on tiny models: every part timed, shares consistent, JSON complete."""
 
-import importlib.util
 import json
 import math
-import pathlib
 
 import pytest
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_testing import load_benchmark
 
 
 @pytest.fixture
 def profile_step(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its neighbour timing.py
-    spec = importlib.util.spec_from_file_location("profile_step", BENCHMARKS / "profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(monkeypatch, "profile_step")
 
 
 @pytest.mark.slow  # the default suite's 10-minute budget

@@ -1,22 +1,15 @@
 """benchmarks/ptb_full_scale.py: the fit and the projection, and one tiny end-to-end run on PTB."""
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pytest
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_testing import load_benchmark
 
 
 @pytest.fixture
 def ptb_full_scale(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("ptb_full_scale", BENCHMARKS / "ptb_full_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(monkeypatch, "ptb_full_scale")
 
 
 def test_the_step_time_fit_is_the_least_squares_line(ptb_full_scale):
