@@ -187,14 +187,18 @@ def batch_shapes(lengths: Sequence[int], config: "BatchConfig") -> list[tuple[in
     return [(config.batch_size, t) for t in grid]
 
 
-def _pad_time(x, multiple: int):
-    """Pad axis 1 of x with zeros up to `padded_length` of its size."""
-    steps = tf.shape(x)[1]
-    extra = padded_length(steps, multiple) - steps
-    paddings = tf.concat([[[0, 0], [0, extra]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], axis=0)
+def _pad_time_to(x, target):
+    """Pad axis 1 of x with zeros up to `target` steps (>= its size)."""
+    paddings = tf.concat([[[0, 0], [0, target - tf.shape(x)[1]]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)],
+                         axis=0)
     padded = tf.pad(x, paddings)
     padded.set_shape(x.shape[:1].concatenate([None]).concatenate(x.shape[2:]))
     return padded
+
+
+def _pad_time(x, multiple: int):
+    """Pad axis 1 of x with zeros up to `padded_length` of its size."""
+    return _pad_time_to(x, padded_length(tf.shape(x)[1], multiple))
 
 
 def _fill(batch, batch_size: int):
@@ -215,14 +219,9 @@ def _fill(batch, batch_size: int):
 def _pad_to_bucket(x, lengths, boundaries: tuple[int, ...], ceilings: tuple[int, ...]):
     """Pad the time axis of a batch (one bucket's sequences) to its bucket's ceiling."""
     target = tf.gather(tf.constant(ceilings, tf.int32), bucket_index(tf.reduce_max(lengths), boundaries))
-    steps = tf.shape(x)[1]
     with tf.control_dependencies([tf.debugging.assert_less_equal(
-            steps, target, message="a sequence is longer than the BatchConfig's `longest`")]):
-        extra = target - steps
-    paddings = tf.concat([[[0, 0], [0, extra]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], axis=0)
-    padded = tf.pad(x, paddings)
-    padded.set_shape(x.shape[:1].concatenate([None]).concatenate(x.shape[2:]))
-    return padded
+            tf.shape(x)[1], target, message="a sequence is longer than the BatchConfig's `longest`")]):
+        return _pad_time_to(x, tf.identity(target))
 
 
 def _add_mask(batch, pad_to_multiple: int = 1, bucket_padding=None):

@@ -285,7 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
                              "sequence rather than its own longest: one compiled shape per bucket "
                              "instead of one per grid length (default: on for text, where batches "
                              "of 15-32 of ~42k sentences reach their bucket's top anyway; off for "
-                             "music, whose long-tailed lengths it would pad by up to 1.7x)")
+                             "music: Nottingham's long-tailed lengths would be padded 1.8-2.3x)")
     parser.add_argument("--scalar-map", choices=("nlsq", "affine"))
     parser.add_argument("--nlsq-damping", action=argparse.BooleanOptionalAction, default=None,
                         help="the reference code's NLSq parameterisation: raw log b, c, log d "
