@@ -62,6 +62,24 @@ def test_text_round_trip_with_shuffle_and_buckets():
         assert b["x"].dtype == np.int32
 
 
+@pytest.mark.parametrize("config", [
+    D.BatchConfig(batch_size=2),
+    D.BatchConfig(batch_size=3, shuffle=True, seed=1, bucket_boundaries=(4, 9), fill_batches=True,
+                  pad_to_multiple=4),
+    D.BatchConfig(batch_size=3, shuffle=True, seed=1, bucket_boundaries=(4, 9), pad_to_bucket=True,
+                  longest=9)])
+def test_batches_run_without_tf_data_autotuning(config):
+    # Releasing an autotuned iterator waits for the autotuning thread (up to a minute,
+    # every other epoch on JSB; pipeline docstring): every training and evaluation
+    # pipeline has autotuning off, with the order still deterministic.
+    ds, rolls = _music_examples([5, 1, 8, 3, 3, 6, 2])
+    batches = D.make_batches(ds, config)
+    assert batches.options().autotune.enabled is False
+    assert batches.options().deterministic is True
+    got = sorted(tuple(map(tuple, s)) for b in batches.as_numpy_iterator() for s in D.unpad(b))
+    assert got == sorted(tuple(map(tuple, r.astype(np.float32))) for r in rolls)
+
+
 @pytest.mark.parametrize("kind", ["music", "text"])
 def test_padding_to_a_multiple_keeps_the_sequences(kind):
     lengths = [5, 1, 17, 3, 16, 33]

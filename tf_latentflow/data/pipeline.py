@@ -36,6 +36,16 @@ from one per grid length (17 for PTB characters) to one per bucket (4).
 
 `distribute_batches` builds the same pipeline once per input pipeline of a
 `tf.distribute.Strategy`, with per-replica batch size = global // replicas.
+
+No tf.data autotuning: the maps run `MAP_PARALLELISM` calls at a time and
+`PREFETCH_BATCHES` batches are prefetched, with `options.autotune.enabled =
+False`. The trainers make a new iterator every epoch, and releasing an autotuned
+iterator waits for its autotuning thread to finish its current sleep, which
+doubles up to a minute: measured with the JSB training pipeline (TF 2.21,
+`benchmarks/iterator_release.py`), an iterator read for 47 s took 34.7 s to
+release in one epoch out of two, and a JSB AF/SCF epoch took 82.5 s instead of
+about 45 s in those epochs. The pipelines only pad and batch small tensors, so a
+fixed parallelism costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -49,6 +59,9 @@ import tensorflow as tf
 
 # Enough for any of the five benchmarks (PTB train has 41740 sentences): a full shuffle.
 DEFAULT_SHUFFLE_BUFFER = 65536
+# Fixed tf.data parallelism (autotuning is off; module docstring).
+MAP_PARALLELISM = 2
+PREFETCH_BATCHES = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +130,7 @@ def to_sequences(examples: tf.data.Dataset) -> tf.data.Dataset:
         return examples
     else:
         raise ValueError(f"to_sequences: unknown example keys {sorted(keys)}")
-    return examples.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return examples.map(fn, num_parallel_calls=MAP_PARALLELISM, deterministic=True)
 
 
 def padded_length(steps, multiple: int):
@@ -253,15 +266,16 @@ def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Data
         ds = ds.padded_batch(config.batch_size, drop_remainder=config.drop_remainder)
     if config.fill_batches:
         ds = ds.map(functools.partial(_fill, batch_size=config.batch_size),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                    num_parallel_calls=MAP_PARALLELISM, deterministic=True)
     bucket_padding = ((tuple(config.bucket_boundaries), bucket_ceilings(config))
                       if config.pad_to_bucket else None)
     ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple,
                                   bucket_padding=bucket_padding),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                num_parallel_calls=MAP_PARALLELISM, deterministic=True)
     options = tf.data.Options()
     options.deterministic = config.deterministic
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    options.autotune.enabled = False  # releasing an autotuned iterator can take a minute
+    return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 def unpad(batch) -> list[np.ndarray]:
