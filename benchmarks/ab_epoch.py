@@ -9,7 +9,9 @@ model and commit, base and head alternating model by model (so slow drift of the
 machine hits both sides alike), each in a fresh process whose PYTHONPATH is that
 commit's tree. Writes both rows and the ratios base / head (> 1: head is faster)
 of the training pass (or, if the base does not record it, the whole epoch) and of
-the first epoch (compiles) to `benchmarks/results/jsb_epoch_ab.json`.
+the first epoch (compiles), and the largest difference of the epochs' training and
+validation losses between the two sides (same seed and batches: what a speed change
+did to the results), to `benchmarks/results/jsb_epoch_ab.json`.
 
 Meaningful only on an otherwise idle machine: stop (or SIGSTOP) other runs first.
 """
@@ -82,6 +84,10 @@ def write(args, trees, rows, machine):
         ratios[model] = {"measure": key, "base_over_head": round(base[key] / head[key], 3),
                          "first_epoch_base_over_head": round(base["first_epoch_s"] / head["first_epoch_s"], 3),
                          "steadiness": {"base": base["steadiness"], "head": head["steadiness"]}}
+        if "train_loss_each" in base and "train_loss_each" in head:  # same seed, same batches
+            ratios[model]["max_abs_loss_difference"] = {
+                split: max(abs(a - b) for a, b in zip(base[f"{split}_loss_each"], head[f"{split}_loss_each"]))
+                for split in ("train", "validation")}
     result = {"benchmark": "jsb_epoch_ab", "epochs": args.epochs,
               "base": trees["base"][1], "head": trees["head"][1], "machine": machine,
               "ratios": ratios, "rows": rows}

@@ -13,6 +13,8 @@ directory through the trainer, and reports from history.jsonl:
   epoch_s           median of epochs 2..N with the validation pass
   steadiness        slowest / fastest of the training passes of epochs 2..N: a compile
                     in a later epoch (a batch shape not met before) shows as > 1.3
+  train_loss_each,  every epoch's training and validation loss (seed 0), so that a
+  validation_loss_each  speed change can show it left the results alone
   test_nll_s        with --nll-samples K: the importance-sampled NLL of the test split
                     (K samples, the trainer's evaluation), timed on its second call (the
                     first, with the compiles, is test_nll_first_s); the reference: 68 s
@@ -67,6 +69,8 @@ def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_sample
             "train_seconds_each": None if train is None else [round(t, 2) for t in train],
             "epoch_seconds_each": [round(t, 2) for t in epoch],
             "steadiness": round(max(basis) / min(basis), 3),
+            "train_loss_each": [h["train_loss"] for h in history],
+            "validation_loss_each": [h["validation_loss"] for h in history],
             "reference_train_s": reference,
             "speedup_vs_reference": None if reference is None or train_s is None
             else round(reference / train_s, 2), **nll}

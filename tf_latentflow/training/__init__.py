@@ -4,6 +4,7 @@
   schedules     KL annealing and the learning-rate plateau rule
   inputs        the dataset's splits and batches, p(T) from them
   distribution  the tf.distribute strategy, clipping across replicas, precision
+  optimizers    FusedAdam: Keras's Adam with TensorFlow's fused update op
   state         what a run checkpoints; saving and restoring it
   resume        which settings a resumed run may change
   steps         the compiled training, validation and NLL steps

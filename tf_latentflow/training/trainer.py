@@ -38,6 +38,7 @@ from tf_latentflow.training.config import TrainConfig
 from tf_latentflow.training.distribution import resolve_precision, select_strategy
 from tf_latentflow.training.inputs import (DataBundle, batch_config, batches, epoch_validation_split,
                                           length_model, load_data)
+from tf_latentflow.training.optimizers import FusedAdam
 from tf_latentflow.training.results import nll_record, results_table
 from tf_latentflow.training.resume import (ConfigMismatch, check_precision, check_resumable,
                                            portable_config)
@@ -61,12 +62,13 @@ class Interrupted(RuntimeError):
 
 
 def make_optimizer(config: TrainConfig, policy: str):
-    """Adam (or SGD) at the configured learning rate; a loss-scale optimizer for mixed
+    """Adam (`optimizers.FusedAdam`: Keras's Adam with one fused update op per weight) or SGD
+    at the configured learning rate; a loss-scale optimizer for mixed
     float16. With `weight_decay` w > 0 each step first scales every weight except the
     biases by 1 - lr * w (decoupled decay, Loshchilov & Hutter's AdamW). No clipnorm here: Keras clips each replica's gradient before the
     all-reduce; the step clips the summed gradient instead (`clip_across_replicas`)."""
     decay = dict(weight_decay=config.weight_decay) if config.weight_decay else {}
-    optimizer = (keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon, **decay)
+    optimizer = (FusedAdam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon, **decay)
                  if config.optimizer == "adam" else
                  keras.optimizers.SGD(learning_rate=config.learning_rate, **decay))
     if config.weight_decay:
