@@ -5,8 +5,8 @@
                                          [--generation-json benchmarks/results/generation.json]
     python benchmarks/figures.py figure6 --run-dir RUN [--af-only-run-dir RUN2] [--steps 4]
                                          [--out-dir docs/figures]
-    python benchmarks/figures.py samples --run-dir RUN [--run-dir RUN ...] [--num 3]
-                                         [--length 64] [--data-dir ../shared/data]
+    python benchmarks/figures.py samples [--run-dir RUN ...] [--num 3] [--length 64]
+                                         [--rolls-dir docs/figures/samples] [--data-dir ../shared/data]
     python benchmarks/figures.py all [--out-dir docs/figures]   (figure5 and figure7 only)
 
 figure5 writes three pictures of the NLSq scalar map (paper figure 5):
@@ -40,8 +40,13 @@ prior (`iaf-scf`) is refused: its density at step t needs the serial inverse ove
 for every grid point.
 
 samples draws piano rolls (time x pitch, 0/1) of --num samples of each trained music run
-at length --length, next to the first --num JSB Chorales test pieces (cropped to
---length), to docs/figures/samples.png.
+at length --length and saves them under --rolls-dir as `<model>.json` (the active notes of
+each step, with the run's model, seed and test NLL; a later run of the same model replaces
+its file), then draws every saved model's rolls, in the order AF/AF, AF/SCF, IAF/SCF,
+AF-only, LSTM, next to the first --num JSB Chorales test pieces (cropped to --length), to
+docs/figures/samples.png. The saved rolls are committed, so the picture can gather runs
+trained at different times (and on different machines); without --run-dir it is redrawn
+from them alone.
 
 figure6 and samples read trained runs (`RunDirectory(path).load()`), so `all` skips them.
 
@@ -343,6 +348,49 @@ def sample_rolls(model, num, length, seed=0):
     return x.astype(np.uint8)
 
 
+ROLL_ORDER = ("af-af", "af-scf", "iaf-scf", "af-only", "lstm")
+
+
+def run_caption(config, results=None):
+    """'<model> (seed k, test <nll>)' from a run's config.json and results.json (if any)."""
+    parts = [f"seed {config.get('seed', '?')}"]
+    if results and "test" in results:
+        parts.append(f"test {results['test']['nll']:.2f}")
+    return f"{config.get('model', '?')} ({', '.join(parts)})"
+
+
+def save_rolls(path, rolls, config, caption, seed):
+    """Write `rolls` (uint8 [N, T, 88]) as JSON: per roll, per step, the indices of the
+    notes that sound (0 = the lowest of the 88 keys)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"model": config.get("model"), "dataset": config.get("dataset"),
+              "run_seed": config.get("seed"), "caption": caption, "sample_seed": int(seed),
+              "length": int(rolls.shape[1]), "notes": int(rolls.shape[2]),
+              "rolls": [[np.flatnonzero(step).tolist() for step in roll] for roll in rolls]}
+    path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    return path
+
+
+def load_rolls(path):
+    """(caption, uint8 [N, T, notes]) from a file of `save_rolls`."""
+    record = json.loads(pathlib.Path(path).read_text())
+    rolls = np.zeros((len(record["rolls"]), record["length"], record["notes"]), np.uint8)
+    for n, roll in enumerate(record["rolls"]):
+        for t, notes in enumerate(roll):
+            rolls[n, t, notes] = 1
+    return record["caption"], rolls
+
+
+def saved_roll_rows(rolls_dir):
+    """[(caption, [roll, ...]), ...] of every file in `rolls_dir`, models in ROLL_ORDER
+    (others after them, by name)."""
+    files = sorted(pathlib.Path(rolls_dir).glob("*.json"))
+    rank = {name: k for k, name in enumerate(ROLL_ORDER)}
+    files.sort(key=lambda f: (rank.get(f.stem, len(rank)), f.stem))
+    return [(caption, list(rolls)) for caption, rolls in map(load_rolls, files)]
+
+
 def load_test_pieces(name="jsb_chorales", data_dir="~/tensorflow_datasets", source_dir=None):
     """The test split of a prepared music dataset (`tf_latentflow.data.prepare`), a tf.data.Dataset
     of {"piano_roll" uint8 [T, 88], "length", "index"}."""
@@ -623,8 +671,11 @@ def figure6(args):
 
 
 def add_samples_arguments(parser):
-    parser.add_argument("--run-dir", action="append", required=True,
-                        help="a trained music run (repeat for several)")
+    parser.add_argument("--run-dir", action="append", default=[],
+                        help="a trained music run (repeat for several); its rolls are saved under "
+                             "--rolls-dir and replace that model's earlier ones")
+    parser.add_argument("--rolls-dir", default=str(DEFAULT_OUT_DIR / "samples"),
+                        help="the saved rolls that the picture shows (default docs/figures/samples)")
     parser.add_argument("--num", type=int, default=3, help="samples per run and real pieces (default 3)")
     parser.add_argument("--length", type=int, default=64, help="sample length T (default 64)")
     parser.add_argument("--seed", type=int, default=0)
@@ -639,19 +690,24 @@ def samples(args):
     """Piano rolls sampled from trained music runs next to real JSB Chorales test pieces."""
     from tf_latentflow.runs import RunDirectory
 
-    rows = []
     for run_dir in args.run_dir:
         run = RunDirectory(run_dir).load(args.checkpoint)
         start = time.perf_counter()
         rolls = sample_rolls(run.model, args.num, args.length, seed=args.seed)
-        label = run_label(run.config)
-        print(f"samples {label}: {args.num} x T = {args.length} ({time.perf_counter() - start:.0f} s)",
-              flush=True)
-        rows.append((label, list(rolls)))
+        results_path = pathlib.Path(run_dir) / "results.json"
+        results = json.loads(results_path.read_text()) if results_path.exists() else None
+        caption = run_caption(run.config, results)
+        saved = save_rolls(pathlib.Path(args.rolls_dir) / f"{run.config.get('model', 'run')}.json",
+                           rolls, run.config, caption, args.seed)
+        print(f"samples {caption}: {args.num} x T = {args.length} ({time.perf_counter() - start:.0f} s), "
+              f"saved to {saved}", flush=True)
+    rows = saved_roll_rows(args.rolls_dir)
+    if not rows:
+        raise SystemExit(f"no saved rolls in {args.rolls_dir}: give --run-dir")
     test = load_test_pieces("jsb_chorales", data_dir=args.prepared_dir, source_dir=args.data_dir)
     rows.append(("JSB test piece", real_rolls(test.take(args.num).as_numpy_iterator(), args.num,
                                               args.length)))
-    suptitle = (f"Piano rolls (time x pitch): samples at T = {args.length} (seed {args.seed}) and the "
+    suptitle = (f"Piano rolls (time x pitch): samples of trained JSB models at T = {args.length} and the "
                 f"first {args.num} JSB Chorales test pieces (cropped to {args.length} steps)")
     path = plot_samples(rows, pathlib.Path(args.out_dir) / "samples.png", suptitle)
     print(f"samples: {path} ({path.stat().st_size / 1024:.0f} KB)")

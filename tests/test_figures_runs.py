@@ -129,6 +129,7 @@ def test_run_subcommands_parse_and_all_skips_them(figures):
     parser = figures.build_parser()
     args = parser.parse_args(["samples", "--run-dir", "a", "--run-dir", "b", "--num", "2"])
     assert args.run_dir == ["a", "b"] and args.num == 2 and args.length == 64
+    assert args.rolls_dir.endswith("samples") and parser.parse_args(["samples"]).run_dir == []
     args = parser.parse_args(["figure6", "--run-dir", "a", "--af-only-run-dir", "b"])
     assert args.steps == 4 and args.af_only_run_dir == "b"
     assert set(figures.NEEDS_RUNS) <= set(figures.SUBCOMMANDS)
@@ -153,3 +154,29 @@ def test_step_windows_hold_the_prior_mass_and_the_panels_use_them(run, figures):
         assert ys[0] <= min(y0, z[t, 1]) + 1e-9 and ys[-1] >= max(y1, z[t, 1]) - 1e-9
     _, fixed = figures.figure6_panels(prior, LENGTH, 1, 2.0, 5, seed=0, first_step=1)
     assert fixed[0][1][0] == -2.0 and fixed[0][1][-1] == 2.0
+
+
+def test_saved_rolls_round_trip_and_gather_in_model_order(figures, tmp_path):
+    rng = np.random.default_rng(1)
+    made = {}
+    for model, seed in (("lstm", 1), ("iaf-scf", 0), ("af-af", 0)):
+        rolls = (rng.random((2, 6, 88)) < 0.2).astype(np.uint8)
+        caption = figures.run_caption({"model": model, "seed": seed}, {"test": {"nll": 6.5 + seed}})
+        figures.save_rolls(tmp_path / f"{model}.json", rolls, {"model": model, "seed": seed}, caption, 0)
+        made[model] = rolls
+    assert figures.run_caption({"model": "af-af", "seed": 0}, {"test": {"nll": 6.514}}) == "af-af (seed 0, test 6.51)"
+    assert figures.run_caption({"model": "lstm", "seed": 2}) == "lstm (seed 2)"
+
+    rows = figures.saved_roll_rows(tmp_path)
+    assert [caption.split()[0] for caption, _ in rows] == ["af-af", "iaf-scf", "lstm"]
+    for caption, rolls in rows:
+        np.testing.assert_array_equal(np.stack(rolls), made[caption.split()[0]])
+
+    # A later run of the same model replaces its rolls.
+    newer = np.zeros((2, 4, 88), np.uint8)
+    newer[0, 1, [3, 40]] = 1
+    figures.save_rolls(tmp_path / "lstm.json", newer, {"model": "lstm", "seed": 2}, "lstm (seed 2)", 0)
+    caption, rolls = figures.load_rolls(tmp_path / "lstm.json")
+    assert caption == "lstm (seed 2)" and rolls.shape == (2, 4, 88)
+    np.testing.assert_array_equal(rolls, newer)
+    assert len(figures.saved_roll_rows(tmp_path)) == 3
