@@ -9,6 +9,7 @@
   resume        which settings a resumed run may change
   steps         the compiled training, validation and NLL steps
   results       NLL records in the paper's units, the results table
+  summary       seed tables of finished runs (mean, sd, min, paper, command)
   trainer       Trainer (the loop) and `run`
 
 A run's files are a `tf_latentflow.runs.RunDirectory`; its model comes from

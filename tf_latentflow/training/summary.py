@@ -1,0 +1,173 @@
+"""Seed summaries of finished runs: the table of `RESULTS.md` from the runs' results.json.
+
+For the runs of one dataset (files `<model>-seed<k>.json` as `results/<dataset>/` keeps
+them, each a run's results.json with its config), per model:
+
+    mean  = (1/n) sum_k NLL_k,   sd = sqrt(sum_k (NLL_k - mean)^2 / (n - 1))  (n >= 2),
+    min   = min_k NLL_k,         difference = mean - paper
+
+of the test NLL in the paper's units (nats per time step for music, bits per character
+for text), with the paper's value (Ziegler & Rush 2019, tables 1 and 3), the mean wall
+time of training, and the command that reproduces the runs' settings: every setting
+that differs from the dataset's defaults (`config.default_config`), as the trainer's own
+flags. Runs of one model whose settings differ beyond the seed are reported, since a
+mean over them would not be a seed mean.
+
+    python -m trainers.summary results/jsb [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import re
+
+from tf_latentflow.training.config import (DATASET_ALIASES, MUSIC_DATASETS, TEXT_DATASETS, TrainConfig,
+                                           add_arguments, default_config)
+
+# The paper's test NLL (Ziegler & Rush 2019): table 3 in nats per step, table 1 in bits
+# per character ("lstm": the LSTM baseline; PTB "af-af-affine" is "- NLSq" and
+# "af-af-af-hidden" is "- AF hidden" of table 2 and are not listed: the paper gives no
+# exact value for them here).
+PAPER_NLL = {
+    "nottingham": {"af-af": 2.39, "af-scf": 2.56, "iaf-scf": 2.54, "lstm": 3.43},
+    "piano_midi": {"af-af": 8.19, "af-scf": 8.26, "iaf-scf": 8.25, "lstm": 7.77},
+    "muse_data": {"af-af": 6.92, "af-scf": 6.95, "iaf-scf": 7.06, "lstm": 7.23},
+    "jsb_chorales": {"af-af": 6.53, "af-scf": 6.64, "iaf-scf": 6.59, "lstm": 8.17},
+    "ptb_char": {"af-af": 1.42, "af-scf": 1.46, "iaf-scf": 1.63, "lstm": 1.41},
+}
+# Settings that do not change what a run computes, left out of the command.
+_PLACE_ONLY = {"output_dir", "data_dir", "prepared_dir", "evaluate_only", "strategy"}
+_SEED_FILE = re.compile(r"^(?P<model>.+)-seed(?P<seed>\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRow:
+    """One model's runs over seeds."""
+
+    model: str
+    seeds: tuple[int, ...]
+    test_nll: tuple[float, ...]
+    mean: float
+    sd: float | None
+    minimum: float
+    paper: float | None
+    unit: str
+    wall_minutes: float
+    command: str
+    differences: tuple[str, ...]  # settings besides the seed in which the runs differ
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.paper is None else self.mean - self.paper
+
+
+def load_seed_runs(directory) -> dict[str, list[dict]]:
+    """{model: [results.json, ...]} of the `<model>-seed<k>.json` files in `directory`,
+    each list ordered by seed."""
+    runs: dict[str, list[dict]] = {}
+    for path in sorted(pathlib.Path(directory).glob("*.json")):
+        match = _SEED_FILE.match(path.stem)
+        if not match:
+            continue
+        record = json.loads(path.read_text())
+        if "test" not in record or "config" not in record:
+            continue
+        runs.setdefault(match["model"], []).append(record)
+    for records in runs.values():
+        records.sort(key=lambda r: r["config"]["seed"])
+    return runs
+
+
+def _config(record: dict) -> TrainConfig:
+    """The run's TrainConfig (a setting its code did not have yet takes its legacy value)."""
+    return TrainConfig.from_json(json.dumps({"output_dir": "", **record["config"]}))
+
+
+def _flags() -> dict[str, argparse.Action]:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser, datasets=tuple(MUSIC_DATASETS) + tuple(TEXT_DATASETS), default_dataset="jsb_chorales")
+    return {action.dest: action for action in parser._actions if action.option_strings}
+
+
+def _flag(action: argparse.Action, value) -> str:
+    name = action.option_strings[0]
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return name if value else "--no-" + name[2:]
+    if isinstance(value, (tuple, list)):
+        return f"{name} {' '.join(str(v) for v in value)}"
+    return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+
+
+def command(config: TrainConfig) -> str:
+    """The trainer command that makes `config` (its seed included): the settings that
+    differ from the dataset's defaults as flags; settings without a flag are named."""
+    defaults = default_config(config.dataset, config.model, config.output_dir)  # XLA: this platform's default
+    flags = _flags()
+    text = config.dataset in TEXT_DATASETS
+    alias = {v: k for k, v in DATASET_ALIASES.items()}.get(config.dataset, config.dataset)
+    parts = ["python -m trainers.text" if text else f"python -m trainers.music --dataset {alias}",
+             f"--model {config.model}"]
+    missing = []
+    for field in dataclasses.fields(TrainConfig):
+        name = field.name
+        if name in _PLACE_ONLY or name in ("dataset", "model"):
+            continue
+        value, default = getattr(config, name), getattr(defaults, name)
+        if value == default:
+            continue
+        if name in flags:
+            parts.append(_flag(flags[name], value))
+        else:
+            missing.append(f"{name}={value}")
+    parts += ["--data-dir ../shared/data",
+              f"--output-dir runs/{config.dataset}/{config.model}-seed{config.seed}"]
+    line = " ".join(parts)
+    return line + (f"  (no flag: {', '.join(missing)})" if missing else "")
+
+
+def seed_rows(directory) -> list[SeedRow]:
+    """One `SeedRow` per model with seed runs in `directory`, in the order LSTM last."""
+    rows = []
+    for model, records in load_seed_runs(directory).items():
+        configs = [_config(r) for r in records]
+        nll = tuple(float(r["test"]["nll"]) for r in records)
+        unit = records[0]["test"].get("unit", "")
+        n = len(nll)
+        mean = sum(nll) / n
+        sd = math.sqrt(sum((x - mean) ** 2 for x in nll) / (n - 1)) if n > 1 else None
+        first = dataclasses.asdict(configs[0])
+        differences = sorted({k for c in configs[1:] for k, v in dataclasses.asdict(c).items()
+                              if k not in _PLACE_ONLY | {"seed", "epochs"} and v != first[k]})
+        if len({c.epochs for c in configs}) > 1:
+            differences.append("epochs")
+        paper = PAPER_NLL.get(configs[0].dataset, {}).get(model)
+        rows.append(SeedRow(model=model, seeds=tuple(c.seed for c in configs), test_nll=nll, mean=mean,
+                            sd=sd, minimum=min(nll), paper=paper, unit=unit,
+                            wall_minutes=sum(float(r.get("wall_seconds", 0.0)) for r in records) / n / 60,
+                            command=command(configs[0]),
+                            differences=tuple(differences)))
+    rows.sort(key=lambda r: (r.model == "lstm", r.model))
+    return rows
+
+
+def markdown(rows: list[SeedRow]) -> str:
+    """The rows as the Markdown table of `RESULTS.md` (commands below it)."""
+    lines = ["| model | seeds | test NLL per seed | mean | sd | min | paper | mean - paper | "
+             "training (min, mean) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sd = "-" if r.sd is None else f"{r.sd:.3f}"
+        paper = "-" if r.paper is None else f"{r.paper:.2f}"
+        diff = "-" if r.difference is None else f"{r.difference:+.3f}"
+        note = f" (differ: {', '.join(r.differences)})" if r.differences else ""
+        lines.append(f"| {r.model}{note} | {', '.join(map(str, r.seeds))} | "
+                     f"{', '.join(f'{x:.3f}' for x in r.test_nll)} | **{r.mean:.3f}** | {sd} | "
+                     f"{r.minimum:.3f} | {paper} | {diff} | {r.wall_minutes:.0f} |")
+    lines.append("")
+    lines += [f"- {r.model} (seed {r.seeds[0]}; the others change `--seed` and `--output-dir`): `{r.command}`"
+              for r in rows]
+    return "\n".join(lines) + "\n"
