@@ -15,8 +15,9 @@ from tf_latentflow.training.config import (MUSIC_DATASETS, TEXT_DATASETS, add_ar
 from trainers import summary as summary_cli
 
 
-def _write(directory, name, config, nll, wall=600.0):
+def _write(directory, name, config, nll, wall=600.0, epochs_trained=None):
     record = {"dataset": config.dataset, "model": config.model, "wall_seconds": wall,
+              "epochs_trained": config.epochs if epochs_trained is None else epochs_trained,
               "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "output_dir"},
               "test": {"nll": nll, "unit": "nats per time step"}}
     (directory / f"{name}.json").write_text(json.dumps(record))
@@ -79,6 +80,16 @@ def test_runs_differing_beyond_the_seed_are_flagged(tmp_path):
     row = summary.seed_rows(tmp_path)[0]
     assert row.differences == ("emission_dropout",)
     assert "iaf-scf (differ: emission_dropout)" in summary.markdown([row])
+
+
+def test_epochs_differ_only_if_the_trained_epochs_do(tmp_path):
+    # Seed 0 set to 100 epochs and stopped by hand after 65; seed 1 set to 65.
+    _write(tmp_path, "af-af-seed0", default_config("jsb", "af-af", "x", seed=0), 6.5, epochs_trained=65)
+    _write(tmp_path, "af-af-seed1", default_config("jsb", "af-af", "x", seed=1, epochs=65), 6.6)
+    row = summary.seed_rows(tmp_path)[0]
+    assert row.differences == () and "--epochs 65 --seed 1" in row.command
+    _write(tmp_path, "af-af-seed2", default_config("jsb", "af-af", "x", seed=2, epochs=40), 6.7)
+    assert summary.seed_rows(tmp_path)[0].differences == ("epochs",)
 
 
 def test_cli(tmp_path, capsys):

@@ -10,8 +10,10 @@ of the test NLL in the paper's units (nats per time step for music, bits per cha
 for text), with the paper's value (Ziegler & Rush 2019, tables 1 and 3), the mean wall
 time of training, and the command that reproduces the runs' settings: every setting
 that differs from the dataset's defaults (`config.default_config`), as the trainer's own
-flags. Runs of one model whose settings differ beyond the seed are reported, since a
-mean over them would not be a seed mean.
+flags (those of the highest seed's run). Runs of one model whose settings differ beyond
+the seed are reported, since a mean over them would not be a seed mean (a different
+`epochs` only if the runs also trained different numbers of epochs: one stopped by hand
+at the epoch the others were set to end at trained the same).
 
     python -m trainers.summary results/jsb [--markdown]
 """
@@ -142,13 +144,15 @@ def seed_rows(directory) -> list[SeedRow]:
         first = dataclasses.asdict(configs[0])
         differences = sorted({k for c in configs[1:] for k, v in dataclasses.asdict(c).items()
                               if k not in _PLACE_ONLY | {"seed", "epochs"} and v != first[k]})
-        if len({c.epochs for c in configs}) > 1:
+        # A run stopped by hand at the epoch the others were set to end at trained the same.
+        trained = {r.get("epochs_trained") for r in records}
+        if len({c.epochs for c in configs}) > 1 and (None in trained or len(trained) > 1):
             differences.append("epochs")
         paper = PAPER_NLL.get(configs[0].dataset, {}).get(model)
         rows.append(SeedRow(model=model, seeds=tuple(c.seed for c in configs), test_nll=nll, mean=mean,
                             sd=sd, minimum=min(nll), paper=paper, unit=unit,
                             wall_minutes=sum(float(r.get("wall_seconds", 0.0)) for r in records) / n / 60,
-                            command=command(configs[0]),
+                            command=command(configs[-1]),
                             differences=tuple(differences)))
     rows.sort(key=lambda r: (r.model == "lstm", r.model))
     return rows
@@ -168,6 +172,6 @@ def markdown(rows: list[SeedRow]) -> str:
                      f"{', '.join(f'{x:.3f}' for x in r.test_nll)} | **{r.mean:.3f}** | {sd} | "
                      f"{r.minimum:.3f} | {paper} | {diff} | {r.wall_minutes:.0f} |")
     lines.append("")
-    lines += [f"- {r.model} (seed {r.seeds[0]}; the others change `--seed` and `--output-dir`): `{r.command}`"
+    lines += [f"- {r.model} (seed {r.seeds[-1]}; the others change `--seed` and `--output-dir`): `{r.command}`"
               for r in rows]
     return "\n".join(lines) + "\n"
