@@ -14,7 +14,7 @@ one synthetic batch of B x T 88-note piano rolls (every sequence of length T).
 The full training step is the trainer's (`training.steps.TrainSteps.build_train_step`) re-written
 here for one device: the model's `loss_terms` with training=True, the batch mean of the
 per-step loss (row weights all 1: no filler rows), gradients,
-`clip_across_replicas` at the config's clip norm, Adam `apply_gradients`; with
+`clip_across_replicas` at the config's clip norm, the trainer's Adam (`FusedAdam`) `apply_gradients`; with
 --jit-compile the loss and gradients are compiled by XLA and the update is not,
 as in the trainer.
 
@@ -40,7 +40,7 @@ its trainable weights and w.r.t. those inputs the real step differentiates.
     lstm        input embedding, start vector, dropout and the LSTM layers (to h)
     output      projection, tied output layer, Bernoulli log-likelihood (d/dh too)
   both
-    optimizer   `clip_across_replicas` + Adam `apply_gradients` on gradients of the
+    optimizer   `clip_across_replicas` + the trainer's Adam `apply_gradients` on gradients of the
                 weights' shapes (random: the update's cost does not depend on the values);
                 never XLA, as the trainer does not compile the update
     overhead    full step - sum of the timed parts
@@ -85,6 +85,7 @@ from tf_latentflow.priors.serial_scan import serial_scan
 from tf_latentflow.training import default_config
 from tf_latentflow.runs import build_model
 from tf_latentflow.training.distribution import clip_across_replicas
+from tf_latentflow.training.trainer import make_optimizer
 
 MODELS = ("af-af", "af-scf", "iaf-scf", "af-only", "lstm")
 VAE_PARTS = ("encoder", "prior_lstm", "flows", "emission", "optimizer")
@@ -132,7 +133,7 @@ def make_model(config, steps: int):
     lengths = np.concatenate([np.arange(1, longest + 1), np.full(50, min(steps, longest))])
     length_model = LengthModel.from_lengths(lengths, smoothing=True, name="length_model")
     model = build_model(config.model_settings, length_model, vocab_size=None)
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon)
+    optimizer = make_optimizer(config, "float32")  # the trainer's: FusedAdam
     optimizer.build(model.trainable_variables)
     return model, optimizer
 
