@@ -52,6 +52,7 @@ def test_mean_sd_min_and_paper_difference(tmp_path):
     assert rows[1].sd is None and rows[1].paper == 8.17
     table = summary.markdown(rows)
     assert "| af-scf | 0, 1, 2 | 6.528, 6.555, 6.610 | **6.564** | 0.042 | 6.528 | 6.64 | -0.076 | 91 |" in table
+    assert "Test NLL in nats per time step." in table
 
 
 @pytest.mark.parametrize("dataset,model,overrides", [

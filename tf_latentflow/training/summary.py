@@ -15,7 +15,7 @@ the seed are reported, since a mean over them would not be a seed mean (a differ
 `epochs` only if the runs also trained different numbers of epochs: one stopped by hand
 at the epoch the others were set to end at trained the same).
 
-    python -m trainers.summary results/jsb [--markdown]
+    python -m trainers.summary results/jsb
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from tf_latentflow.training.config import (DATASET_ALIASES, MUSIC_DATASETS, TEXT
                                            add_arguments, default_config)
 
 # The paper's test NLL (Ziegler & Rush 2019): table 3 in nats per step, table 1 in bits
-# per character ("lstm": the LSTM baseline; PTB "af-af-affine" is "- NLSq" and
-# "af-af-af-hidden" is "- AF hidden" of table 2 and are not listed: the paper gives no
-# exact value for them here).
+# per character ("lstm": the LSTM baseline). Models not listed (the PTB ablations
+# "af-af-affine", "af-af-af-hidden", and "af-only") get no paper column.
 PAPER_NLL = {
     "nottingham": {"af-af": 2.39, "af-scf": 2.56, "iaf-scf": 2.54, "lstm": 3.43},
     "piano_midi": {"af-af": 8.19, "af-scf": 8.26, "iaf-scf": 8.25, "lstm": 7.77},
@@ -171,7 +170,7 @@ def markdown(rows: list[SeedRow]) -> str:
         lines.append(f"| {r.model}{note} | {', '.join(map(str, r.seeds))} | "
                      f"{', '.join(f'{x:.3f}' for x in r.test_nll)} | **{r.mean:.3f}** | {sd} | "
                      f"{r.minimum:.3f} | {paper} | {diff} | {r.wall_minutes:.0f} |")
-    lines.append("")
+    lines += ["", f"Test NLL in {rows[0].unit}." if rows else ""]
     lines += [f"- {r.model} (seed {r.seeds[-1]}; the others change `--seed` and `--output-dir`): `{r.command}`"
               for r in rows]
     return "\n".join(lines) + "\n"
