@@ -1,7 +1,9 @@
-"""JSB Chorales training epochs per model, against the reference's epoch times.
+"""JSB Chorales training epochs per model, against the reference's epoch times
+(and another music dataset's epochs against JSB's).
 
     python benchmarks/jsb_epoch.py [--models af-af af-scf iaf-scf lstm] [--epochs 6]
                                    [--no-jit-compile] [--data-dir ../shared/data] [--out ...]
+    python benchmarks/jsb_epoch.py --dataset nottingham --ratio-to-jsb --models af-scf --epochs 2
 
 Trains each model for `--epochs` epochs with the JSB defaults (batch 5, 1 ELBO
 sample, 46-48 steps per epoch; XLA unless --no-jit-compile) in a temporary run
@@ -19,6 +21,17 @@ directory through the trainer, and reports from history.jsonl:
                     (K samples, the trainer's evaluation), timed on its second call (the
                     first, with the compiles, is test_nll_first_s); the reference: 68 s
                     for AF/AF with 50 samples
+
+  train_time_steps  the training split's time steps (sum of the sequence lengths) and
+  train_padded_steps  the padded steps its batches hold (batch x padded length, fill rows
+                    included): what an epoch computes
+
+With `--dataset D` (default jsb_chorales) the epochs are D's with D's defaults
+(`default_config`); `--ratio-to-jsb` first measures the same models on JSB in the
+same process and adds, per model, `jsb_train_s`, `ratio_to_jsb` (D's training pass /
+JSB's) and `time_step_ratio` / `padded_step_ratio` (D's steps / JSB's), the issue's
+yardstick for a larger dataset (Nottingham: at most 14x JSB's epoch for 12.8x its
+time steps). Output: `results/jsb_epoch_xla.json`, or `results/<D>_epoch_xla.json`.
 
 Commits that predate `train_seconds` in history.jsonl report train_s = null (use
 epoch_s to compare them). Threads: whatever TF_NUM_INTRAOP_THREADS /
@@ -38,18 +51,24 @@ import time
 import tensorflow as tf
 
 from tf_latentflow.training import Trainer, default_config
+from tf_latentflow.training.config import DATASET_ALIASES
+from tf_latentflow.training.inputs import batches
 
 # The reference's training pass (issue figures: 2 threads, batch 5, one epoch).
 REFERENCE_TRAIN_SECONDS = {"af-af": 31.0, "af-scf": 35.0, "iaf-scf": 58.0, "lstm": 5.1}
 
 
-def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_samples: int = 0) -> dict:
-    """Train `name` for `epochs` epochs in a temporary run directory; the row of the JSON."""
+def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_samples: int = 0, *,
+            dataset: str = "jsb_chorales", prepared_dir: str | None = None) -> dict:
+    """Train `name` for `epochs` epochs of `dataset` in a temporary run directory; the row of
+    the JSON."""
     nll = {}
     with tempfile.TemporaryDirectory() as run_dir:
-        config = default_config("jsb_chorales", name, run_dir, epochs=epochs, data_dir=data_dir,
-                                jit_compile=jit_compile)
+        config = default_config(dataset, name, run_dir, epochs=epochs, data_dir=data_dir,
+                                jit_compile=jit_compile, prepared_dir=prepared_dir)
         trainer = Trainer(config, log=lambda *_: None)
+        steps = {"train_time_steps": int(trainer.bundle.lengths["train"].sum()),
+                 "train_padded_steps": padded_steps(trainer)}
         trainer.fit()
         if nll_samples:
             for key in ("test_nll_first_s", "test_nll_s"):
@@ -62,7 +81,7 @@ def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_sample
     train = [h["train_seconds"] for h in later] if all("train_seconds" in h for h in later) else None
     epoch = [h["epoch_seconds"] for h in later]
     basis = train or epoch
-    reference = REFERENCE_TRAIN_SECONDS.get(name)
+    reference = REFERENCE_TRAIN_SECONDS.get(name) if config.dataset == "jsb_chorales" else None
     train_s = None if train is None else round(statistics.median(train), 2)
     return {"first_epoch_s": round(history[0]["epoch_seconds"], 2),
             "train_s": train_s, "epoch_s": round(statistics.median(epoch), 2),
@@ -73,7 +92,23 @@ def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_sample
             "validation_loss_each": [h["validation_loss"] for h in history],
             "reference_train_s": reference,
             "speedup_vs_reference": None if reference is None or train_s is None
-            else round(reference / train_s, 2), **nll}
+            else round(reference / train_s, 2), **steps, **nll}
+
+
+def padded_steps(trainer: Trainer) -> int:
+    """Batch rows x padded length summed over one epoch's training batches (epoch 0)."""
+    return sum(int(b["x"].shape[0]) * int(b["x"].shape[1])
+               for b in batches(trainer.config, trainer.bundle, "train", epoch=0))
+
+
+def add_ratios(rows: dict, jsb_rows: dict) -> None:
+    """Per model: this dataset's training pass and steps over JSB's (in place)."""
+    for name, row in rows.items():
+        jsb = jsb_rows[name]
+        row["jsb_train_s"] = jsb["train_s"]
+        row["ratio_to_jsb"] = round(row["train_s"] / jsb["train_s"], 2)
+        row["time_step_ratio"] = round(row["train_time_steps"] / jsb["train_time_steps"], 2)
+        row["padded_step_ratio"] = round(row["train_padded_steps"] / jsb["train_padded_steps"], 2)
 
 
 def machine() -> dict:
@@ -88,6 +123,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--data-dir", default=os.environ.get("LATENTFLOW_DATA_DIR", "../shared/data"))
+    parser.add_argument("--prepared-dir", default=None, help="the trainer's --prepared-dir (default: its own)")
+    parser.add_argument("--dataset", default="jsb_chorales")
+    parser.add_argument("--ratio-to-jsb", action="store_true",
+                        help="also measure the models on JSB first and report the ratios")
     parser.add_argument("--nll-samples", type=int, default=0,
                         help="also time the test split's importance-sampled NLL with this many samples")
     parser.add_argument("--out", default=None)
@@ -95,13 +134,24 @@ def main(argv=None):
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (epoch 1 holds the compiles)")
     suffix = "_xla" if args.jit_compile else "_graph"
-    out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / f"jsb_epoch{suffix}.json")
-    rows = {}
+    dataset = DATASET_ALIASES.get(args.dataset, args.dataset)
+    stem = "jsb" if dataset == "jsb_chorales" else dataset
+    out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / f"{stem}_epoch{suffix}.json")
+    result = {"benchmark": "jsb_epoch", "dataset": dataset, "jit_compile": args.jit_compile,
+              "epochs": args.epochs, "machine": machine(), "models": {}}
+
+    def run(name, on):
+        row = measure(name, args.epochs, args.jit_compile, args.data_dir, args.nll_samples,
+                      dataset=on, prepared_dir=args.prepared_dir)
+        print(on, name, json.dumps(row), flush=True)
+        return row
+
+    if args.ratio_to_jsb and dataset != "jsb_chorales":
+        result["jsb_models"] = {name: run(name, "jsb_chorales") for name in args.models}
     for name in args.models:
-        rows[name] = measure(name, args.epochs, args.jit_compile, args.data_dir, args.nll_samples)
-        print(name, json.dumps(rows[name]), flush=True)
-        result = {"benchmark": "jsb_epoch", "jit_compile": args.jit_compile, "epochs": args.epochs,
-                  "machine": machine(), "models": rows}
+        result["models"][name] = run(name, dataset)
+        if "jsb_models" in result:
+            add_ratios({name: result["models"][name]}, result["jsb_models"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")  # after each model: keeps what it measured
 

@@ -1,0 +1,39 @@
+"""benchmarks/jsb_epoch.py: the steps an epoch holds and the ratios to JSB's epoch."""
+
+import types
+
+import numpy as np
+import pytest
+
+from benchmark_testing import load_benchmark
+
+
+def test_ratios_to_jsb(monkeypatch):
+    bench = load_benchmark(monkeypatch, "jsb_epoch")
+    rows = {"af-scf": {"train_s": 420.0, "train_time_steps": 128_000, "train_padded_steps": 150_000}}
+    jsb = {"af-scf": {"train_s": 35.0, "train_time_steps": 10_000, "train_padded_steps": 12_500}}
+    bench.add_ratios(rows, jsb)
+    row = rows["af-scf"]
+    assert row["jsb_train_s"] == 35.0
+    assert row["ratio_to_jsb"] == pytest.approx(12.0)
+    assert row["time_step_ratio"] == pytest.approx(12.8)
+    assert row["padded_step_ratio"] == pytest.approx(12.0)
+
+
+def test_padded_steps_cover_every_sequence_on_the_xla_grid(monkeypatch, shared_data_dir, tmp_path):
+    from tf_latentflow.training import default_config
+    from tf_latentflow.training.inputs import XLA_TIME_MULTIPLE, batches, load_data
+
+    bench = load_benchmark(monkeypatch, "jsb_epoch")
+    config = default_config("jsb", "af-scf", str(tmp_path / "run"), data_dir=str(shared_data_dir),
+                            prepared_dir=str(tmp_path / "tfds"), jit_compile=True)
+    trainer = types.SimpleNamespace(config=config, bundle=load_data(config))
+    padded = bench.padded_steps(trainer)
+    lengths = trainer.bundle.lengths["train"]
+    # Independently: each sequence padded up to the grid is a lower bound (fill rows add more);
+    # every row a batch holds has the batch's padded length, a multiple of the grid.
+    assert padded >= int(np.sum(-(-lengths // XLA_TIME_MULTIPLE) * XLA_TIME_MULTIPLE))
+    shapes = [tuple(b["x"].shape[:2]) for b in batches(config, trainer.bundle, "train", epoch=0)]
+    assert all(rows == config.batch_size and steps % XLA_TIME_MULTIPLE == 0 for rows, steps in shapes)
+    assert padded == sum(rows * steps for rows, steps in shapes)
+    assert sum(rows for rows, _ in shapes) >= len(lengths)
