@@ -5,6 +5,7 @@ import sys
 
 from tf_latentflow.data import DataError
 from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, results_table, run
+from tf_latentflow.training import xla_cache
 from tf_latentflow.training.config import add_arguments, config_from_args
 
 
@@ -13,14 +14,22 @@ def main(argv, *, prog, datasets, default_dataset, description):
     add_arguments(parser, datasets, default_dataset)
     parser.add_argument("--force-new", action="store_true",
                         help="delete the run in --output-dir (checkpoints, history, results) and start over")
+    parser.add_argument("--xla-cache-dir", default=xla_cache.default_directory(),
+                        help="keep the XLA-compiled steps in this directory and reuse them in later "
+                             "runs and resumes (default: $%s, else none; one directory per machine "
+                             "type: README, Speed)" % xla_cache.ENV_VAR)
     args = parser.parse_args(argv)
-    force_new = args.force_new
-    del args.force_new
+    force_new, cache_dir = args.force_new, args.xla_cache_dir
+    del args.force_new, args.xla_cache_dir
     try:
         config = config_from_args(args)
     except ValueError as error:  # settings that cannot work: refused before anything is written
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    if config.jit_compile:
+        cache_dir = xla_cache.enable(cache_dir)  # before anything compiles
+        if cache_dir:
+            print(f"XLA compilation cache: {cache_dir}", file=sys.stderr)
     try:
         results = run(config, force_new=force_new)
     except (DataError, ConfigMismatch) as error:

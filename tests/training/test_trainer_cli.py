@@ -76,3 +76,26 @@ def test_settings_that_cannot_work_exit_2_before_anything_is_written(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_xla_cache_dir_reaches_tensorflow_before_the_run(tmp_path, monkeypatch):
+    import trainers.cli as cli
+    from tf_latentflow.data import DataError
+
+    seen = {}
+
+    def fake_run(config, force_new):
+        seen["flags"], seen["jit"] = os.environ.get("TF_XLA_FLAGS"), config.jit_compile
+        raise DataError("stop before training")
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    monkeypatch.delenv("TF_XLA_FLAGS", raising=False)
+    monkeypatch.delenv("LATENTFLOW_XLA_CACHE_DIR", raising=False)
+    assert run_cli(tmp_path, "af-scf", "--jit-compile", "--xla-cache-dir", str(tmp_path / "xla")) == 1
+    assert seen == {"flags": f"--tf_xla_persistent_cache_directory={tmp_path / 'xla'}", "jit": True}
+    assert (tmp_path / "xla").is_dir()
+    monkeypatch.delenv("TF_XLA_FLAGS")
+    assert run_cli(tmp_path, "af-scf", "--no-jit-compile", "--xla-cache-dir", str(tmp_path / "x2")) == 1
+    assert seen["flags"] is None and not (tmp_path / "x2").exists()  # no XLA, no cache
+    assert run_cli(tmp_path, "af-scf", "--jit-compile") == 1
+    assert seen["flags"] is None  # off unless asked for
