@@ -47,6 +47,7 @@ def workdir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_main_times_every_model_batch_and_length_and_writes_what_figure7_reads(
         generation, figures, workdir, tmp_path, capsys):
     out = tmp_path / "generation.json"

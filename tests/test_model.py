@@ -225,6 +225,7 @@ def test_every_trainable_variable_receives_a_gradient(prior):
     assert not any(v is model.length_model.probs for v in variables)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_training_on_a_tiny_dataset_reduces_the_loss():
     """Music-like sequences with a deterministic rotating note: learnable through z and T."""
     keras.utils.set_random_seed(0)

@@ -189,6 +189,7 @@ def previous_vae_sample(model, lengths, seed, steps):
     return tf.where(valid[..., None], tf.cast(u < tf.sigmoid(logits), tf.int32), 0)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 @pytest.mark.parametrize("jit_compile", [None, True], ids=["eager", "xla"])
 @pytest.mark.parametrize("prior", ["iaf-scf", "af-af"])
 def test_vae_sample_in_a_padded_bucket_is_the_previous_sampler_draw(prior, jit_compile):
@@ -263,6 +264,7 @@ print("compiled")
 """
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_the_iaf_scf_xla_sampler_with_five_flow_layers_compiles():
     """Regression: stopping the IAF prior's time LSTMs after the longest length chained one
     data-dependent loop per flow layer and XLA's simplifier never finished compiling the

@@ -30,7 +30,13 @@ def make_stack(kind, scalar_map, context_size, seed=0, scale=0.15, num_layers=3,
     return stack, eps, context
 
 
-@pytest.mark.parametrize("kind,scalar_map,context_size", CASES + REFERENCE_CASES)
+# The AF stack's NLSq cases take ~10 s each: one stays in the default suite.
+SLOW_CASES = {("af", "nlsq", None), ("af", "nlsq-damped", C)}
+
+
+@pytest.mark.parametrize("kind,scalar_map,context_size", [
+    pytest.param(*case, marks=pytest.mark.slow) if case in SLOW_CASES else case
+    for case in CASES + REFERENCE_CASES])
 def test_log_det_matches_autodiff_and_round_trips(kind, scalar_map, context_size):
     options = dict(context_layers="first") if scalar_map == "nlsq-damped" else {}
     stack, eps, context = make_stack(kind, scalar_map, context_size, **options)

@@ -25,7 +25,8 @@ def tiny_prior(name, seed=0, scale=0.3, **options):
 
 
 @pytest.mark.parametrize("name, options", [(name, {}) for name in FLOW_PRIORS] + [
-    (name, REFERENCE_OPTIONS) for name in ("af-af", "af-scf", "iaf-scf", "af-only")])
+    pytest.param("af-af", REFERENCE_OPTIONS, marks=pytest.mark.slow)] + [  # ~13 s
+    (name, REFERENCE_OPTIONS) for name in ("af-scf", "iaf-scf", "af-only")])
 def test_log_prob_is_the_change_of_variables_density_of_the_whole_map(name, options):
     prior = tiny_prior(name, **options)
     lengths = tf.constant([T, T], tf.int32)
@@ -119,6 +120,7 @@ def test_every_trainable_variable_receives_a_gradient(name):
         assert grad is not None and np.any(tf.convert_to_tensor(grad).numpy() != 0), var.path
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 @pytest.mark.parametrize("name", ["af-af", "iaf-scf"])  # parallel and serial density
 def test_log_prob_gradients_compile_with_xla(name):
     # The trainers' --jit-compile differentiates log_prob inside XLA; the IAF-in-time
@@ -216,6 +218,7 @@ def test_log_prob_is_finite_far_from_the_origin(name):
     assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads if g is not None)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_iaf_density_gradients_equal_those_of_the_unrolled_loop(jit_compile):
     # The IAF-in-time density runs through serial_scan (recompute in the backward loop,

@@ -1,6 +1,7 @@
 """What the training loop reads: the splits of a real dataset, whole or a fixed training subset."""
 
 import numpy as np
+import pytest
 
 from tf_latentflow.training import inputs
 from tf_latentflow.training.config import default_config
@@ -34,6 +35,7 @@ def test_a_training_subset_is_the_same_sequences_for_every_model_and_seed(shared
     np.testing.assert_array_equal(subset_p_t.probs.numpy(), whole_p_t.probs.numpy())
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_ptb_with_a_training_subset_keeps_every_test_length_in_p_t(shared_data_dir, tmp_path):
     """Unsmoothed text p(T) from 300 training sentences would leave out the longest test
     sentence (the trainer then refused the run); from the whole split it does not."""

@@ -114,6 +114,7 @@ def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, 
     assert len((run_dir / "history.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run):
     """Ctrl-C inside epoch 1 saves a checkpoint; the same command resumes at the next step
     and ends with the weights and history of the uninterrupted run (same seed)."""
@@ -175,6 +176,7 @@ def test_checkpoints_without_the_epoch_position_still_resume(tmp_path, straight_
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
     # The LSTM baseline without dropout draws no random numbers, so the XLA run and the
     # graph run must agree up to float rounding (XLA's random streams differ from TF's
@@ -204,6 +206,7 @@ def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
     np.testing.assert_allclose(runs[False][2], runs[True][2], rtol=1e-5)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 @pytest.mark.parametrize("pad_to_bucket", [False, True])
 def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path, pad_to_bucket):
     """With jit_compile, precompile() compiles every shape of data.batch_shapes before the
@@ -304,7 +307,8 @@ def test_a_run_saved_before_the_kl_start_weight_existed_resumes_only_as_it_train
                             bundle=synthetic_bundle(), log=lambda *_: None)
 
 
-@pytest.mark.parametrize("shape", ["reference", pytest.param("early", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the default suite's 10-minute budget
+@pytest.mark.parametrize("shape", ["reference", "early"])
 def test_the_logged_kl_weights_follow_the_configured_schedule(tmp_path, shape):
     config = config_for(tmp_path, shape, epochs=4, kl_zero_epochs=1, kl_ramp_epochs=2,
                         kl_start_weight=1e-5, kl_schedule=shape, adam_epsilon=1e-8)
@@ -557,6 +561,7 @@ def test_an_interrupt_inside_an_accumulation_group_resumes_exactly(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_min_learning_rate_stops_the_run_after_the_decay_that_crosses_it(tmp_path, monkeypatch):
     """A flat validation loss: the plateau rule (patience 1, / 4) decays the learning rate
     after epochs 1 and 2 (1e-3 -> 2.5e-4 -> 6.25e-5); with --min-learning-rate 1e-4 the run
@@ -608,6 +613,7 @@ def test_weight_decay_scales_every_weight_but_the_biases(tmp_path):
     assert not plain.weight_decay
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_the_per_epoch_validation_reads_the_validation_subset_and_the_results_the_whole_split(tmp_path):
     """--validation-subset: the plateau rule and the best checkpoint see a fixed subset of the
     validation split (the history's validation_loss is that subset's -ELBO, recomputed here

@@ -37,6 +37,7 @@ def check_results(tmp_path, model):
         assert np.isfinite(results[split]["nll"]) and results[split]["unit"] == "nats per time step"
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
 def test_cli_trains_evaluates_and_prints_the_table(tmp_path, capsys):
     # graph execution here; the slow tests run every model through the CLI with XLA (the default)
     assert run_cli(tmp_path, "af-scf", "--no-jit-compile") == 0

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from tf_latentflow.training import xla_cache
 
@@ -82,6 +83,7 @@ def _train(out, cache):
     return weights, done.stderr.count(LOADED)
 
 
+@pytest.mark.slow
 def test_a_second_process_reuses_the_compiled_steps(tmp_path):
     cache = tmp_path / "cache"
     cold, cold_loaded = _train(tmp_path / "cold", cache)
