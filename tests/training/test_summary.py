@@ -4,6 +4,7 @@ parser, runs that differ beyond the seed flagged, and the CLI."""
 import argparse
 import dataclasses
 import json
+import pathlib
 import shlex
 
 import numpy as np
@@ -98,3 +99,19 @@ def test_cli(tmp_path, capsys):
     _write(tmp_path, "lstm-seed0", default_config("jsb", "lstm", "x"), 8.07)
     assert summary_cli.main([str(tmp_path)]) == 0
     assert "| lstm | 0 | 8.070 | **8.070** |" in capsys.readouterr().out
+
+
+def test_results_md_has_the_seed_table_of_the_committed_runs():
+    """RESULTS.md's JSB seed table is what the committed results/jsb/*.json files give.
+
+    Each model's row, recomputed from the JSON files by `summary.markdown`, must appear
+    verbatim in RESULTS.md, so a run committed without updating the table (or a table
+    edited by hand) fails here."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    rows = summary.seed_rows(root / "results" / "jsb")
+    assert {row.model for row in rows} >= {"af-af", "af-scf", "iaf-scf", "lstm"}
+    table_lines = [line for line in summary.markdown(rows).splitlines()
+                   if line.startswith("| ") and not line.startswith(("| model", "|---"))]
+    results_md = (root / "RESULTS.md").read_text()
+    missing = [line for line in table_lines if line not in results_md.splitlines()]
+    assert not missing, f"RESULTS.md lacks these seed-table rows (python -m trainers.summary results/jsb): {missing}"
