@@ -634,3 +634,67 @@ def test_the_per_epoch_validation_reads_the_validation_subset_and_the_results_th
     assert abs(on_whole["loss"] - on_subset["loss"]) > 1e-3  # the two are told apart
     results = trainer.evaluate()
     assert results["validation"]["sequences"] == len(bundle.lengths["validation"]) == 6
+
+
+def test_validation_nll_selects_a_second_checkpoint_reported_beside_the_best(tmp_path, monkeypatch):
+    """--validation-nll-samples: once the KL ramp is over each epoch records the importance-
+    sampled validation NLL; checkpoints/best_nll holds the epoch of the lowest (its weights give
+    that NLL again), and results.json reports that checkpoint's validation and test NLL beside
+    the -ELBO-selected checkpoint's. The -ELBO is made to rise after the ramp (so `best` is the
+    first epoch after it) while training lowers the NLL: the two selections differ."""
+    bundle = synthetic_bundle()
+    config = config_for(tmp_path, "vnll", epochs=5, learning_rate=1e-2, validation_nll_samples=3,
+                        patience=10)
+    rising = iter(range(100))
+    monkeypatch.setattr(steps_lib.TrainSteps, "loss_sums",
+                        lambda self, dataset, kl_weight: {"loss": 5.0 + next(rising), "kl": 1.0})
+    trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
+    trainer.fit()
+    results = trainer.evaluate()
+    history = trainer.run_dir.read_history()
+    ramped = [h for h in history if "improved" in h]  # the epochs of the plateau rule
+    assert 2 <= len(ramped) < len(history)
+    assert all(("validation_nll" in h) == ("improved" in h) for h in history)
+    nlls = [h["validation_nll"] for h in ramped]
+    chosen = ramped[int(np.argmin(nlls))]["epoch"] + 1  # checkpoints are numbered by epochs trained
+    assert results["best_epoch"] == ramped[0]["epoch"] + 1 != chosen
+    selected = results["selected_by_validation_nll"]
+    assert selected["best_epoch"] == chosen and not selected["same_as_best"]
+    assert selected["checkpoint"].endswith(f"best_nll/ckpt-{chosen}")
+    # The selected checkpoint's weights, restored afresh, give its recorded and reported NLLs.
+    fresh = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
+    fresh.checkpoints.restore_for_evaluation("best_nll")
+    assert fresh.evaluate_nll(inputs.epoch_validation_split(bundle), 3)["nll"] == pytest.approx(min(nlls), rel=1e-5)
+    assert fresh.evaluate_nll("test", config.nll_samples)["nll"] == pytest.approx(
+        selected["test"]["nll"], rel=1e-5)
+    assert selected["test"]["nll"] != pytest.approx(results["test"]["nll"], rel=1e-4)
+    # The selection survives a restart: the restored lowest NLL is the history's.
+    assert fresh.restore_latest()
+    assert float(fresh.checkpoints.nll_selection.best.numpy()) == pytest.approx(min(nlls))
+    assert trainer.run_dir.load("best_nll").checkpoint.endswith(f"ckpt-{chosen}")
+
+
+def test_a_run_without_validation_nll_reports_the_best_checkpoint_only(straight_run):
+    _, trainer, results = straight_run
+    assert "selected_by_validation_nll" not in results
+    assert trainer.checkpoints.best_nll.latest_checkpoint is None
+    assert not any("validation_nll" in h for h in trainer.run_dir.read_history())
+
+
+@pytest.mark.slow  # two runs; the default suite's 10-minute budget
+def test_the_validation_nll_leaves_the_training_unchanged(tmp_path):
+    """The per-epoch validation NLL draws its importance samples from stateless seeds: a run
+    with it trains to the same weights and losses as one without (so the `best` checkpoint
+    and its result are those of the run without it)."""
+    bundle = synthetic_bundle()
+    runs = {}
+    for samples in (0, 2):
+        trainer = trainer_lib.Trainer(config_for(tmp_path, f"nll{samples}", validation_nll_samples=samples),
+                                      bundle=bundle, log=lambda *_: None)
+        trainer.fit()
+        runs[samples] = trainer
+    for a, b in zip(weights(runs[0]), weights(runs[2])):
+        np.testing.assert_array_equal(a, b)
+    losses = {k: [h["train_loss"] for h in t.run_dir.read_history()] for k, t in runs.items()}
+    assert losses[0] == losses[2]
+    assert any("validation_nll" in h for h in runs[2].run_dir.read_history())

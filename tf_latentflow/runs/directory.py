@@ -30,8 +30,10 @@ from tf_latentflow.runs.checkpoints import check_model_weights, checkpoint_objec
 
 __all__ = ["CHECKPOINT_KINDS", "RunDirectory", "TrainedRun", "atomic_write"]
 
-CHECKPOINT_KINDS = ("best", "latest")
-KEEP = {"latest": 2, "best": 1}  # checkpoints kept per kind
+# "best": the lowest validation -ELBO (the paper's selection); "best_nll": the lowest
+# importance-sampled validation NLL (kept only with --validation-nll-samples).
+CHECKPOINT_KINDS = ("best", "latest", "best_nll")
+KEEP = {"latest": 2, "best": 1, "best_nll": 1}  # checkpoints kept per kind
 
 
 def atomic_write(path: pathlib.Path, text: str) -> None:
@@ -95,7 +97,7 @@ class RunDirectory:
         return self.path / "checkpoints" / kind
 
     def latest_checkpoint(self, kind: str) -> str | None:
-        """The newest checkpoint of `kind` ("best" or "latest"), None when there is none."""
+        """The newest checkpoint of `kind` (`CHECKPOINT_KINDS`), None when there is none."""
         return tf.train.latest_checkpoint(str(self.checkpoint_dir(kind)))
 
     def checkpoint_manager(self, checkpoint: tf.train.Checkpoint, kind: str) -> tf.train.CheckpointManager:
@@ -154,14 +156,14 @@ class RunDirectory:
     # -- the trained model ---------------------------------------------------------------
 
     def load(self, checkpoint: str = "best", policy: str = "float32") -> TrainedRun:
-        """The model restored from the `best` (falling back to `latest`) or the `latest`
-        checkpoint, computing in `policy`. FileNotFoundError without config.json or a
+        """The model restored from the `best` (falling back to `latest`), the `latest` or the
+        `best_nll` checkpoint, computing in `policy`. FileNotFoundError without config.json or a
         checkpoint; `checkpoints.IncompleteCheckpointError` when the checkpoint does not
         match the model weight for weight."""
         if checkpoint not in CHECKPOINT_KINDS:
             raise ValueError(f"checkpoint must be one of {CHECKPOINT_KINDS}, got {checkpoint!r}")
         config = self.read_config()
-        order = ("best", "latest") if checkpoint == "best" else ("latest",)
+        order = ("best", "latest") if checkpoint == "best" else (checkpoint,)
         path = next((p for p in map(self.latest_checkpoint, order) if p), None)
         if path is None:
             raise FileNotFoundError(f"no {' or '.join(order)} checkpoint under {self.path / 'checkpoints'}")

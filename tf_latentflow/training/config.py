@@ -63,6 +63,8 @@ class TrainConfig:
     eval_batch_size: int = 16
     elbo_samples: int = 1
     nll_samples: int = 50
+    # > 0: after the KL ramp, each epoch's importance-sampled validation NLL with this many
+    # samples selects a second checkpoint (`best_nll`), evaluated beside `best` (by -ELBO).
     validation_nll_samples: int = 0
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -256,7 +258,11 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     parser.add_argument("--elbo-samples", type=int)
     parser.add_argument("--nll-samples", type=int)
     parser.add_argument("--validation-nll-samples", type=int,
-                        help="importance samples for the per-epoch validation NLL (0: -ELBO only)")
+                        help="importance samples for a per-epoch validation NLL, measured once the "
+                             "KL ramp is over (the epochs whose checkpoints compete); the lowest "
+                             "selects a second checkpoint, checkpoints/best_nll, whose test NLL "
+                             "results.json reports beside the -ELBO-selected one's as "
+                             "'selected_by_validation_nll' (default 0: none)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"))
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--clip-norm", type=float)

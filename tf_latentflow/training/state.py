@@ -5,9 +5,11 @@ A training checkpoint holds the model (every weight keyed by its path,
 `TrainState` (epoch, global step, best validation loss, plateau count, learning rate,
 wall time), the position inside an epoch (`EpochPosition`, non-zero only on Ctrl-C)
 and, with gradient accumulation, the gradients accumulated so far
-(`GradientAccumulator`). All randomness derives from (seed, epoch, global step), so a
-restored run continues as if it had never stopped. `Checkpoints` owns the two
-managers of the run directory (`latest` after every epoch, `best` on improvement).
+(`GradientAccumulator`) and, with `--validation-nll-samples`, the lowest validation NLL
+so far (`NllSelection`). All randomness derives from (seed, epoch, global step), so a
+restored run continues as if it had never stopped. `Checkpoints` owns the managers
+of the run directory (`latest` after every epoch, `best` when the validation -ELBO
+improves, `best_nll` when the importance-sampled validation NLL does).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from tf_latentflow.runs import RunDirectory
 from tf_latentflow.runs.checkpoints import (check_model_weights, checkpoint_objects, optimizer_objects,
                                             weights_by_path)
 
-__all__ = ["TrainState", "EpochPosition", "SeedStates", "GradientAccumulator", "Checkpoints",
-           "reset_optimizer_state"]
+__all__ = ["TrainState", "EpochPosition", "NllSelection", "SeedStates", "GradientAccumulator",
+           "Checkpoints", "reset_optimizer_state"]
 
 
 class TrainState(tf.Module):
@@ -53,6 +55,24 @@ class EpochPosition(tf.Module):
     def reset(self):
         self.epoch_step.assign(0)
         self.epoch_sums.assign([0.0, 0.0])
+
+
+class NllSelection(tf.Module):
+    """The lowest per-epoch importance-sampled validation NLL so far (`--validation-nll-samples`),
+    the criterion of the `best_nll` checkpoint. Checkpointed as its own object
+    ("nll_selection"): a checkpoint without it (saved before it existed) restores with +inf,
+    so the next NLL measured starts the selection."""
+
+    def __init__(self):
+        super().__init__(name="nll_selection")
+        self.best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_validation_nll")
+
+    def update(self, nll: float) -> bool:
+        """Record `nll`; whether it is a new lowest (strictly lower than every earlier one)."""
+        if nll < float(self.best.numpy()):
+            self.best.assign(nll)
+            return True
+        return False
 
 
 class SeedStates(tf.Module):
@@ -108,25 +128,32 @@ def reset_optimizer_state(optimizer):
 
 
 class Checkpoints:
-    """The run's checkpointed objects and its `latest` and `best` checkpoint managers."""
+    """The run's checkpointed objects and its `latest`, `best` and `best_nll` checkpoint managers."""
 
     def __init__(self, run: RunDirectory, model, optimizer, state: TrainState, position: EpochPosition,
                  accumulator: GradientAccumulator | None, log=print):
         self.model, self.optimizer, self.state, self.position = model, optimizer, state, position
         self.accumulator, self.log, self.run = accumulator, log, run
         self.rng = SeedStates(model)
+        self.nll_selection = NllSelection()
         self.parts = dict(**checkpoint_objects(model), **optimizer_objects(optimizer), state=state,
                           rng=self.rng)
-        inside = dict(position=position, **({"accumulator": accumulator} if accumulator is not None else {}))
-        checkpoint = tf.train.Checkpoint(**self.parts, **inside)
+        # Objects added after the first checkpoints were written: restored when stored.
+        self.optional = dict(position=position, nll_selection=self.nll_selection,
+                             **({"accumulator": accumulator} if accumulator is not None else {}))
+        checkpoint = tf.train.Checkpoint(**self.parts, **self.optional)
         self.latest = run.checkpoint_manager(checkpoint, "latest")
         self.best = run.checkpoint_manager(checkpoint, "best")
+        self.best_nll = run.checkpoint_manager(checkpoint, "best_nll")
 
     def save_latest(self) -> str:
         return self.latest.save(checkpoint_number=int(self.state.global_step.numpy()))
 
     def save_best(self, epochs: int) -> str:
         return self.best.save(checkpoint_number=epochs)
+
+    def save_best_nll(self, epochs: int) -> str:
+        return self.best_nll.save(checkpoint_number=epochs)
 
     def _parts_for(self, path) -> dict:
         """The checkpoint objects that read `path` (checked weight by weight first)."""
@@ -138,30 +165,35 @@ class Checkpoints:
 
     def restore_latest(self) -> bool:
         """Restore everything from `latest` (False when there is none). Checkpoints from
-        before the epoch position existed are epoch boundaries."""
+        before the epoch position existed are epoch boundaries; those without the NLL
+        selection start it afresh."""
         path = self.latest.latest_checkpoint
         if path is None:
             return False
         parts = self._parts_for(path)
         stored = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
-        if "position" in stored:
-            inside = {"position": self.position}  # and the gradient accumulated in the group
-            if self.accumulator is not None:
-                inside["accumulator"] = self.accumulator
-            tf.train.Checkpoint(**parts, **inside).restore(path).assert_existing_objects_matched()
-        else:
-            tf.train.Checkpoint(**parts).restore(path).assert_existing_objects_matched()
+        if "position" not in stored:
             self.position.reset()
+        if "nll_selection" not in stored:
+            self.nll_selection.best.assign(math.inf)
+        inside = {key: part for key, part in self.optional.items() if key in stored}
+        tf.train.Checkpoint(**parts, **inside).restore(path).assert_existing_objects_matched()
         self.optimizer.learning_rate = float(self.state.learning_rate.numpy())
         self.log(f"resumed from {path}: epoch {int(self.state.epoch.numpy())}, "
                  f"step {int(self.state.global_step.numpy())}")
         return True
 
-    def restore_for_evaluation(self) -> str:
-        """Restore the model and TrainState of `best` (else `latest`); returns its path."""
-        path = self.best.latest_checkpoint or self.latest.latest_checkpoint
+    def restore_for_evaluation(self, kind: str = "best") -> str:
+        """Restore the model and TrainState of `best` (else `latest`), or of `best_nll`;
+        returns its path."""
+        if kind == "best":
+            path = self.best.latest_checkpoint or self.latest.latest_checkpoint
+        elif kind == "best_nll":
+            path = self.best_nll.latest_checkpoint
+        else:
+            raise ValueError(f"kind must be 'best' or 'best_nll', got {kind!r}")
         if path is None:
-            raise FileNotFoundError(f"no checkpoint in {self.run.path / 'checkpoints'}")
+            raise FileNotFoundError(f"no {kind} checkpoint in {self.run.path / 'checkpoints'}")
         parts = self._parts_for(path)
         model_parts = {k: v for k, v in parts.items() if k.startswith("model")}
         tf.train.Checkpoint(**model_parts, state=self.state).restore(

@@ -275,9 +275,6 @@ class Trainer:
                   "train_kl": sums[1] / max(steps_done, 1), "validation_loss": val["loss"],
                   "validation_kl": val["kl"], "kl_weight": end_weight,
                   "learning_rate": float(state.learning_rate.numpy())}
-        if config.validation_nll_samples:
-            record["validation_nll"] = self.evaluate_nll(epoch_validation_split(self.bundle),
-                                                         config.validation_nll_samples)["nll"]
         if kl_schedule.done(epoch):
             plateau = schedules.plateau_update(
                 schedules.Plateau(best=float(state.best_validation.numpy()),
@@ -292,6 +289,10 @@ class Trainer:
                 with self.strategy.scope():
                     reset_optimizer_state(self.optimizer)
             record.update(improved=plateau.improved, lr_decayed=plateau.decayed)
+            if config.validation_nll_samples:  # the epochs whose checkpoints compete
+                record["validation_nll"] = self.evaluate_nll(epoch_validation_split(self.bundle),
+                                                             config.validation_nll_samples)["nll"]
+                record["nll_improved"] = self.checkpoints.nll_selection.update(record["validation_nll"])
         state.epoch.assign(epoch + 1)
         self.position.reset()
         record["train_seconds"] = train_seconds
@@ -299,6 +300,8 @@ class Trainer:
         state.wall_seconds.assign_add(record["epoch_seconds"])
         if record.get("improved"):
             self.checkpoints.save_best(epoch + 1)
+        if record.get("nll_improved"):
+            self.checkpoints.save_best_nll(epoch + 1)
         self.checkpoints.save_latest()
         with writer.as_default(step=epoch + 1):
             for key in ("validation_loss", "validation_kl", "learning_rate"):
@@ -319,6 +322,9 @@ class Trainer:
 
         epochs_trained / wall_seconds describe the run (its latest checkpoint); best_epoch /
         best_wall_seconds the evaluated checkpoint (the epochs and training time it took).
+        A run with a `best_nll` checkpoint (`--validation-nll-samples`) also reports it as
+        `selected_by_validation_nll` (the same fields; evaluated again only when it is
+        another epoch's checkpoint than `best`).
         """
         epochs_trained, wall_seconds = self.checkpoints.run_totals(self.config.learning_rate)
         path = self.checkpoints.restore_for_evaluation()
@@ -334,10 +340,26 @@ class Trainer:
             "validation": self.evaluate_nll("validation", self.config.nll_samples),
             "test": self.evaluate_nll("test", self.config.nll_samples),
         }
+        if self.checkpoints.best_nll.latest_checkpoint:
+            results["selected_by_validation_nll"] = self._evaluate_best_nll(results)
         results["evaluation_seconds"] = time.perf_counter() - started
         self.run_dir.write_results(results)
         self.log(json.dumps({k: results[k] for k in ("validation", "test")}))
         return results
+
+    def _evaluate_best_nll(self, by_elbo: dict) -> dict:
+        """The `best_nll` checkpoint's epochs and NLL (those of `by_elbo`, the `best`
+        checkpoint's results, when both are the same epoch's checkpoint)."""
+        path = self.checkpoints.restore_for_evaluation("best_nll")
+        epoch = int(self.state.epoch.numpy())
+        selected = {"checkpoint": os.path.relpath(path, self.output_dir), "best_epoch": epoch,
+                    "best_wall_seconds": float(self.state.wall_seconds.numpy()),
+                    "validation_nll_samples": self.config.validation_nll_samples}
+        if epoch == by_elbo["best_epoch"]:
+            return dict(selected, same_as_best=True, validation=by_elbo["validation"], test=by_elbo["test"])
+        return dict(selected, same_as_best=False,
+                    validation=self.evaluate_nll("validation", self.config.nll_samples),
+                    test=self.evaluate_nll("test", self.config.nll_samples))
 
 
 def run(config: TrainConfig, log=print, *, force_new: bool = False) -> dict:
