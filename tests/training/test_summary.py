@@ -76,6 +76,16 @@ def test_settings_without_a_flag_are_named():
     assert summary.command(config).endswith("(no flag: lr_decay=2.0)")
 
 
+def test_the_command_writes_to_the_row_s_directory(tmp_path):
+    # A row named for an ablation of a model (the file's name, not `--model`).
+    _write(tmp_path, "af-af-affine-seed3", default_config("ptb", "af-af", "x", seed=3, scalar_map="affine"), 3.0)
+    row = summary.seed_rows(tmp_path)[0]
+    words = shlex.split(row.command)
+    assert row.model == "af-af-affine" and words[words.index("--model") + 1] == "af-af"
+    assert words[words.index("--output-dir") + 1] == "runs/ptb_char/af-af-affine-seed3"
+    assert _parse(row.command).scalar_map == "affine"
+
+
 def test_runs_differing_beyond_the_seed_are_flagged(tmp_path):
     _write(tmp_path, "iaf-scf-seed0", default_config("jsb", "iaf-scf", "x", seed=0), 6.6)
     _write(tmp_path, "iaf-scf-seed1", default_config("jsb", "iaf-scf", "x", seed=1, emission_dropout=0.0), 6.7)

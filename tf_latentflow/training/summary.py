@@ -103,9 +103,12 @@ def _flag(action: argparse.Action, value) -> str:
     return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
 
 
-def command(config: TrainConfig) -> str:
+def command(config: TrainConfig, run_name: str | None = None) -> str:
     """The trainer command that makes `config` (its seed included): the settings that
-    differ from the dataset's defaults as flags; settings without a flag are named."""
+    differ from the dataset's defaults as flags; settings without a flag are named.
+
+    `run_name` is the run's row (`af-af-affine` for `--model af-af --scalar-map affine`);
+    the output directory is `runs/<dataset>/<run_name>-seed<k>`, `run_name` defaulting to the model."""
     defaults = default_config(config.dataset, config.model, config.output_dir)  # XLA: this platform's default
     flags = _flags()
     text = config.dataset in TEXT_DATASETS
@@ -125,7 +128,7 @@ def command(config: TrainConfig) -> str:
         else:
             missing.append(f"{name}={value}")
     parts += ["--data-dir ../shared/data",
-              f"--output-dir runs/{config.dataset}/{config.model}-seed{config.seed}"]
+              f"--output-dir runs/{config.dataset}/{run_name or config.model}-seed{config.seed}"]
     line = " ".join(parts)
     return line + (f"  (no flag: {', '.join(missing)})" if missing else "")
 
@@ -151,7 +154,7 @@ def seed_rows(directory) -> list[SeedRow]:
         rows.append(SeedRow(model=model, seeds=tuple(c.seed for c in configs), test_nll=nll, mean=mean,
                             sd=sd, minimum=min(nll), paper=paper, unit=unit,
                             wall_minutes=sum(float(r.get("wall_seconds", 0.0)) for r in records) / n / 60,
-                            command=command(configs[-1]),
+                            command=command(configs[-1], model),
                             differences=tuple(differences)))
     rows.sort(key=lambda r: (r.model == "lstm", r.model))
     return rows
