@@ -14,8 +14,9 @@ from tf_latentflow.model import LatentFlowVAE
 from tf_latentflow.training import inputs, resume, state
 from tf_latentflow.training import steps as steps_lib
 from tf_latentflow.training import trainer as trainer_lib
-from tf_latentflow.training.distribution import clip_across_replicas
+from tf_latentflow.training.distribution import clip_across_replicas, global_norm_across_replicas
 from tf_latentflow.training.config import default_config
+from tf_latentflow.training.step_statistics import StepStatistics
 from training_testing import TINY, synthetic_music_bundle, tiny_config
 
 
@@ -142,6 +143,11 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
     for a, b in zip(history, reference):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["validation_loss"] == pytest.approx(b["validation_loss"], rel=1e-4)
+        # the step statistics of epoch 1 include its step before the interrupt (checkpointed)
+        assert a["updates"] == b["updates"] == 3
+        assert a["train_loss_max_step"] == b["train_loss_max_step"]
+        for key in ("train_loss_max", "grad_norm_max", "grad_norm_mean"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4)
 
 
 def test_a_run_with_other_settings_is_refused_unless_forced_new(tmp_path, straight_run):
@@ -172,6 +178,7 @@ def test_checkpoints_without_the_epoch_position_still_resume(tmp_path, straight_
     resumed = trainer_lib.Trainer(config_for(tmp_path, "old"), bundle=bundle, log=lambda *_: None)
     assert resumed.restore_latest()
     assert int(resumed.state.epoch.numpy()) == 3 and int(resumed.position.epoch_step.numpy()) == 0
+    assert resumed.checkpoints.statistics.read() == StepStatistics()  # nor the step statistics: empty
     for a, b in zip(weights(straight), weights(resumed)):
         np.testing.assert_array_equal(a, b)
 
@@ -254,6 +261,15 @@ def test_jit_compiled_flow_model_trains_and_evaluates(tmp_path):
     assert len(history) == 2 and all(np.isfinite(h["train_loss"]) for h in history)
     assert np.isfinite(results["test"]["nll"]) and results["test"]["nll"] > 0
     assert results["config"]["jit_compile"] is True
+
+
+def test_the_global_norm_is_that_of_every_gradient_together_unscaled():
+    g = [tf.constant([3.0, 0.0]), None, tf.constant([[4.0], [12.0]])]  # sqrt(9 + 16 + 144) = 13
+    assert float(global_norm_across_replicas(g)) == pytest.approx(13.0, rel=1e-6)
+    scaled = [None if t is None else t * 1024.0 for t in g]
+    assert float(global_norm_across_replicas(scaled, 1024.0)) == pytest.approx(13.0, rel=1e-6)
+    given = clip_across_replicas(g, 0.25, norm=tf.constant(26.0))  # the norm passed in is the one used
+    np.testing.assert_allclose(given[0].numpy(), [3.0 * 0.25 / 26.0, 0.0], rtol=1e-6)
 
 
 def test_clipping_scales_to_the_global_norm_and_keeps_non_finite():
@@ -393,9 +409,9 @@ def test_the_logged_training_loss_is_the_mean_of_the_steps_taken(tmp_path, monke
         step = make(self, element_spec)
 
         def run(*args):
-            loss, kl = step(*args)
+            loss, kl, norm = step(*args)
             losses.append(float(loss))
-            return loss, kl
+            return loss, kl, norm
         return run
 
     monkeypatch.setattr(trainer_lib.Trainer, "_make_train_step", recording)
@@ -405,6 +421,53 @@ def test_the_logged_training_loss_is_the_mean_of_the_steps_taken(tmp_path, monke
     record = json.loads((tmp_path / "capped" / "history.jsonl").read_text())
     assert len(losses) == 2
     assert record["train_loss"] == pytest.approx(np.mean(losses), rel=1e-6)
+
+
+@pytest.mark.parametrize("clip", [0.5, 1e6])  # the tiny model's norms are ~3: all clipped, none
+def test_the_epoch_step_statistics_are_those_of_the_steps_and_updates_taken(tmp_path, clip):
+    """Per-epoch max batch loss and pre-clip gradient norms, with accumulation over 2 batches.
+
+    Independent value for the norm: plain SGD moves the weights by lr * min(||g||, clip),
+    so the weight change of each update over lr is the norm the step reported (clipped
+    or not); an accumulating step moves nothing and is not an update."""
+    lr = 0.05
+    config = tiny_config(tmp_path, "statistics", epochs=2, batch_size=2, grad_accum=2, max_steps_per_epoch=3,
+                         optimizer="sgd", learning_rate=lr, clip_norm=clip)
+    trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
+    calls, make = [], trainer._make_train_step
+
+    def recording(element_spec):
+        step = make(element_spec)
+
+        def run(batch, kl_weight, seed, group):
+            before = weights(trainer)
+            loss, kl, norm = step(batch, kl_weight, seed, group)
+            moved = np.sqrt(sum(np.sum((a - b).astype(np.float64) ** 2)
+                                for a, b in zip(weights(trainer), before)))
+            calls.append((float(loss), float(norm), group, moved))
+            return loss, kl, norm
+        return run
+
+    trainer._make_train_step = recording
+    trainer.fit()
+    history = [json.loads(line) for line in
+               (tmp_path / "statistics" / "history.jsonl").read_text().splitlines()]
+    assert [c[2] for c in calls] == [0, 2, 1] * 2  # 3 steps: a group of 2, then the last alone
+    for loss, norm, group, moved in calls:
+        if group:
+            assert moved / lr == pytest.approx(min(norm, clip), rel=1e-3)
+        else:
+            assert moved == 0.0
+    for epoch, record in enumerate(history):
+        steps = calls[3 * epoch:3 * epoch + 3]
+        norms = [c[1] for c in steps if c[2]]
+        losses = [c[0] for c in steps]
+        assert record["train_loss_max"] == pytest.approx(max(losses), rel=1e-6)
+        assert record["train_loss_max_step"] == int(np.argmax(losses))
+        assert record["updates"] == 2 and record["nonfinite_grad_norms"] == 0
+        assert record["grad_norm_max"] == pytest.approx(max(norms), rel=1e-6)
+        assert record["grad_norm_mean"] == pytest.approx(np.mean(norms), rel=1e-6)
+        assert record["clipped_updates"] == sum(n > clip for n in norms) == (2 if clip < 1 else 0)
 
 
 def test_force_new_deletes_nothing_before_the_data_and_model_are_known_good(tmp_path, straight_run):

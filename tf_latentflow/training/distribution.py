@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["clip_across_replicas", "select_strategy", "resolve_precision"]
+__all__ = ["clip_across_replicas", "global_norm_across_replicas", "select_strategy", "resolve_precision"]
 
 
-def clip_across_replicas(gradients, clip_norm: float, loss_scale=1.0):
+def global_norm_across_replicas(gradients, loss_scale=1.0) -> tf.Tensor:
+    """||sum_r g_r|| / loss_scale: the global norm of the summed per-replica gradients (an
+    all-reduce when there are replicas), unscaled for mixed float16; the same value on
+    every replica. Runs in replica context."""
+    context = tf.distribute.get_replica_context()
+    present = [g for g in gradients if g is not None]
+    if context is not None and context.num_replicas_in_sync > 1:
+        present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+    return tf.linalg.global_norm([tf.cast(g, tf.float32) for g in present]) / tf.cast(loss_scale, tf.float32)
+
+
+def clip_across_replicas(gradients, clip_norm: float, loss_scale=1.0, norm=None):
     """Per-replica gradients scaled so that their sum has global norm <= clip_norm.
 
         g_sum  = sum_r g_r                       (an all-reduce when there are replicas)
@@ -18,13 +29,11 @@ def clip_across_replicas(gradients, clip_norm: float, loss_scale=1.0):
     as on one device (Keras's `global_clipnorm` clips every replica's part by its own
     norm before the all-reduce). `loss_scale` unscales mixed-float16 gradients for the
     norm; non-finite gradients stay non-finite, so the loss-scale optimizer still skips
-    the step. Runs in replica context.
+    the step. `norm`: ||g_sum|| / loss_scale when already computed
+    (`global_norm_across_replicas`). Runs in replica context.
     """
-    context = tf.distribute.get_replica_context()
-    present = [g for g in gradients if g is not None]
-    if context is not None and context.num_replicas_in_sync > 1:
-        present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
-    norm = tf.linalg.global_norm([tf.cast(g, tf.float32) for g in present]) / tf.cast(loss_scale, tf.float32)
+    if norm is None:
+        norm = global_norm_across_replicas(gradients, loss_scale)
     factor = clip_norm / tf.maximum(norm, clip_norm)
     return [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
 

@@ -4,9 +4,9 @@ A training checkpoint holds the model (every weight keyed by its path,
 `runs.checkpoints`), the optimizer, the dropout RNG states (`SeedStates`), the loop's
 `TrainState` (epoch, global step, best validation loss, plateau count, learning rate,
 wall time), the position inside an epoch (`EpochPosition`, non-zero only on Ctrl-C)
-and, with gradient accumulation, the gradients accumulated so far
-(`GradientAccumulator`) and, with `--validation-nll-samples`, the lowest validation NLL
-so far (`NllSelection`). All randomness derives from (seed, epoch, global step), so a
+with the statistics of the epoch's steps so far (`EpochStatisticsState`), with
+gradient accumulation the gradients accumulated so far (`GradientAccumulator`) and,
+with `--validation-nll-samples`, the lowest validation NLL so far (`NllSelection`). All randomness derives from (seed, epoch, global step), so a
 restored run continues as if it had never stopped. `Checkpoints` owns the managers
 of the run directory (`latest` after every epoch, `best` when the validation -ELBO
 improves, `best_nll` when the importance-sampled validation NLL does).
@@ -21,6 +21,7 @@ import tensorflow as tf
 from tf_latentflow.runs import RunDirectory
 from tf_latentflow.runs.checkpoints import (check_model_weights, checkpoint_objects, optimizer_objects,
                                             weights_by_path)
+from tf_latentflow.training.step_statistics import EpochStatisticsState
 
 __all__ = ["TrainState", "EpochPosition", "NllSelection", "SeedStates", "GradientAccumulator",
            "Checkpoints", "reset_optimizer_state"]
@@ -136,10 +137,12 @@ class Checkpoints:
         self.accumulator, self.log, self.run = accumulator, log, run
         self.rng = SeedStates(model)
         self.nll_selection = NllSelection()
+        self.statistics = EpochStatisticsState()
         self.parts = dict(**checkpoint_objects(model), **optimizer_objects(optimizer), state=state,
                           rng=self.rng)
         # Objects added after the first checkpoints were written: restored when stored.
         self.optional = dict(position=position, nll_selection=self.nll_selection,
+                             epoch_statistics=self.statistics,
                              **({"accumulator": accumulator} if accumulator is not None else {}))
         checkpoint = tf.train.Checkpoint(**self.parts, **self.optional)
         self.latest = run.checkpoint_manager(checkpoint, "latest")
@@ -166,7 +169,8 @@ class Checkpoints:
     def restore_latest(self) -> bool:
         """Restore everything from `latest` (False when there is none). Checkpoints from
         before the epoch position existed are epoch boundaries; those without the NLL
-        selection start it afresh."""
+        selection start it afresh; those without the step statistics (an epoch resumed
+        inside) count the steps from the resume on."""
         path = self.latest.latest_checkpoint
         if path is None:
             return False
@@ -176,6 +180,8 @@ class Checkpoints:
             self.position.reset()
         if "nll_selection" not in stored:
             self.nll_selection.best.assign(math.inf)
+        if "epoch_statistics" not in stored:
+            self.statistics.reset()
         inside = {key: part for key, part in self.optional.items() if key in stored}
         tf.train.Checkpoint(**parts, **inside).restore(path).assert_existing_objects_matched()
         self.optimizer.learning_rate = float(self.state.learning_rate.numpy())

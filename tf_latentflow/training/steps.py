@@ -5,7 +5,9 @@ NLL sums.
     per replica:  loss = sum_b w_b loss_b / (T_b + 1) / (sequences in the global batch)
                   (the reference objective, a batch mean of per-step losses; w_b = 0 for
                   the filler rows of a filled batch)
-    update:       gradients clipped by the global norm across replicas, Adam or SGD
+    update:       gradients clipped by the global norm across replicas, Adam or SGD;
+                  the step returns (loss, kl, ||g|| before clipping) for the epoch's
+                  statistics (`training.step_statistics`)
 
 Every step uses only the `SequenceModel` interface (`loss_terms`, `nll_terms`), so it
 serves every model of the registry. With jit_compile the per-replica math runs under
@@ -19,7 +21,7 @@ import tensorflow as tf
 
 from tf_latentflow import evaluation
 from tf_latentflow.training.config import TrainConfig
-from tf_latentflow.training.distribution import clip_across_replicas
+from tf_latentflow.training.distribution import clip_across_replicas, global_norm_across_replicas
 from tf_latentflow.training.inputs import zero_batch
 
 __all__ = ["step_seed", "TrainSteps"]
@@ -89,7 +91,7 @@ class TrainSteps:
             for total, g in zip(accumulator.ordered, gradients):
                 if g is not None:
                     total.assign_add(g)
-            return loss, kl
+            return loss, kl, tf.constant(0.0)  # no update: no norm
 
         def replica_step(batch, kl_weight, seed, group):
             loss, kl, gradients = replica_terms(batch, kl_weight, seed)
@@ -98,17 +100,21 @@ class TrainSteps:
                              for total, g in zip(accumulator.ordered, gradients)]
                 for total in accumulator.ordered:
                     total.assign(tf.zeros_like(total))
+            scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
+            norm = global_norm_across_replicas(gradients, scale)  # before clipping
             if config.clip_norm:
-                scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
-                gradients = clip_across_replicas(gradients, config.clip_norm, scale)
+                gradients = clip_across_replicas(gradients, config.clip_norm, scale, norm=norm)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return loss, kl
+            return loss, kl, norm
 
         signature = [element_spec, tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)]
 
-        def reduced(loss, kl):
+        def reduced(loss, kl, norm):
+            # loss and kl: the replicas' shares of the global mean; the norm is the
+            # same on every replica (that of the summed gradient)
             return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None))
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None),
+                    strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None))
 
         @tf.function(input_signature=signature + [tf.TensorSpec([], tf.float32)])
         def update_step(batch, kl_weight, seed, group):
@@ -120,7 +126,9 @@ class TrainSteps:
 
         def train_step(batch, kl_weight, seed, group=1):
             """One batch: group = 0 adds its gradient to the accumulation group; group = k > 0
-            ends a group of k batches (this one included) with the update."""
+            ends a group of k batches (this one included) with the update. Returns the
+            batch's (loss, kl) and the update's global gradient norm before clipping
+            (0 when group = 0: no update)."""
             if group == 0:
                 return accumulate_step(batch, kl_weight, seed)
             return update_step(batch, kl_weight, seed, tf.constant(group, tf.float32))

@@ -198,7 +198,8 @@ class Trainer:
 
     def _train_epoch(self, epoch, steps_per_epoch, writer):
         """One training pass (from the saved position when resuming inside the epoch);
-        returns the sums of the steps' (loss, kl) and the number of steps done."""
+        returns the sums of the steps' (loss, kl) and the number of steps done. The
+        steps' extremes and gradient norms go to `self.checkpoints.statistics`."""
         config, state = self.config, self.state
         kl_schedule = config.kl_schedule_spec
         dataset = self.strategy.experimental_distribute_dataset(
@@ -212,6 +213,7 @@ class Trainer:
         progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "kl", "kl_weight", "steps/s"])
         first = int(self.position.epoch_step.numpy())  # > 0 when resuming inside an epoch
         sums, step = self.position.epoch_sums.numpy().copy(), first - 1
+        statistics = self.checkpoints.statistics.read()  # empty unless resuming inside the epoch
         global_step = int(state.global_step.numpy())
         pending = []  # steps whose (loss, kl) the host has not read yet
         loop_started = time.perf_counter()
@@ -221,18 +223,23 @@ class Trainer:
             # the epoch sums and position, the progress bar and the summaries. Checkpoints
             # are only written after this ran (epoch end, interrupt), so a non-finite step
             # is always found before it could be saved.
-            values = tf.stack([tf.stack(p[1:3]) for p in pending]).numpy().astype(float)
-            for (at, _, _, weight), (loss, kl) in zip(pending, values):
+            values = tf.stack([tf.stack(p[1:4]) for p in pending]).numpy().astype(float)
+            for (at, _, _, _, weight, group), (loss, kl, norm) in zip(pending, values):
                 if not (math.isfinite(loss) and math.isfinite(kl)):
                     raise TrainingDiverged(
                         f"{config.dataset}/{config.model}: non-finite training loss ({loss}, "
                         f"kl {kl}) at epoch {epoch}, step {at}; stopped without saving (the "
                         f"best and latest checkpoints are from before)")
                 sums[:] += (loss, kl)
+                statistics.add_loss(at, loss)
                 elapsed = time.perf_counter() - loop_started  # after the compiles
                 progress.update(at + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
                                          ("steps/s", (at + 1 - first) / max(elapsed, 1e-9))])
                 run_step = global_step - (step - at)
+                if group:
+                    statistics.add_update(norm, config.clip_norm)
+                    with writer.as_default(step=run_step):
+                        tf.summary.scalar("train/grad_norm", norm)  # before clipping
                 if run_step % 10 == 0:
                     with writer.as_default(step=run_step):
                         tf.summary.scalar("train/loss", loss)
@@ -240,6 +247,7 @@ class Trainer:
                         tf.summary.scalar("train/kl_weight", weight)
             self.position.epoch_step.assign(pending[-1][0] + 1)
             self.position.epoch_sums.assign(sums)
+            self.checkpoints.statistics.write(statistics)
             pending.clear()
 
         for step, batch in enumerate(itertools.islice(dataset, steps_per_epoch)):
@@ -249,11 +257,11 @@ class Trainer:
             # Accumulation groups start at step 0 of each epoch; the last may be shorter.
             in_group = step % config.grad_accum + 1
             group = in_group if in_group == config.grad_accum or step + 1 == steps_per_epoch else 0
-            loss, kl = self._train_step(batch, tf.constant(weight, tf.float32),
-                                        step_seed(config, state.global_step), group)
+            loss, kl, norm = self._train_step(batch, tf.constant(weight, tf.float32),
+                                              step_seed(config, state.global_step), group)
             state.global_step.assign_add(1)
             global_step += 1
-            pending.append((step, loss, kl, weight))
+            pending.append((step, loss, kl, norm, weight, group))
             if len(pending) >= HOST_SYNC_STEPS or step + 1 == steps_per_epoch or self._interrupt_requested:
                 read_pending()
             if step + 1 < steps_per_epoch and self._interrupt_requested:
@@ -272,7 +280,8 @@ class Trainer:
         end_weight = kl_schedule.at_epoch_end(epoch)
         val = self.steps.loss_sums(validation, end_weight)
         record = {"epoch": epoch, "train_loss": sums[0] / max(steps_done, 1),
-                  "train_kl": sums[1] / max(steps_done, 1), "validation_loss": val["loss"],
+                  "train_kl": sums[1] / max(steps_done, 1),
+                  **self.checkpoints.statistics.read().record(), "validation_loss": val["loss"],
                   "validation_kl": val["kl"], "kl_weight": end_weight,
                   "learning_rate": float(state.learning_rate.numpy())}
         if kl_schedule.done(epoch):
@@ -295,6 +304,7 @@ class Trainer:
                 record["nll_improved"] = self.checkpoints.nll_selection.update(record["validation_nll"])
         state.epoch.assign(epoch + 1)
         self.position.reset()
+        self.checkpoints.statistics.reset()
         record["train_seconds"] = train_seconds
         record["epoch_seconds"] = time.perf_counter() - started  # training and validation
         state.wall_seconds.assign_add(record["epoch_seconds"])
