@@ -24,9 +24,9 @@ SCRIPT = textwrap.dedent("""
     from training_testing import TINY
     from tf_latentflow.training import trainer as trainer_lib
     from tf_latentflow.training.config import default_config
-    out, name, strategy, model, jit, batch, mixed = sys.argv[1:8]
+    out, name, strategy, model, jit, batch, mixed, clip = sys.argv[1:9]
     fields = dict(TINY, epochs=2, batch_size=int(batch), mixed_precision=mixed, kl_zero_epochs=1, kl_ramp_epochs=1, seed=3,
-                  strategy=strategy, baseline_dropout=0.0, jit_compile=jit == "xla")
+                  strategy=strategy, baseline_dropout=0.0, jit_compile=jit == "xla", clip_norm=float(clip))
     config = default_config("jsb", model, str(pathlib.Path(out) / name), **fields)
     trainer = trainer_lib.Trainer(config, bundle=synthetic_bundle(), log=lambda *_: None)
     trainer.fit()
@@ -37,17 +37,19 @@ SCRIPT = textwrap.dedent("""
                       "optimizer": type(trainer.optimizer).__name__,
                       "strategy": type(trainer.strategy).__name__,
                       "losses": [[h["train_loss"], h["validation_loss"]] for h in history],
+                      "statistics": [[h[k] for k in ("updates", "grad_norm_max", "grad_norm_mean",
+                                                     "clipped_updates", "train_loss_max")] for h in history],
                       "weights": [float(v.numpy().sum()) for v in trainer.model.trainable_variables],
                       "steps": int(trainer.state.global_step.numpy())}}))
 """)
 
 
-def run(tmp_path, name, strategy, model, jit="graph", batch=4, mixed="off"):
+def run(tmp_path, name, strategy, model, jit="graph", batch=4, mixed="off", clip=0.25):
     """One training run in a fresh process (one MirroredStrategy per process)."""
     script = SCRIPT.format(tests=str(TESTS), training=str(TESTS / "training"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path), name, strategy, model, jit,
-                           str(batch), mixed],
+                           str(batch), mixed, str(clip)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -77,6 +79,19 @@ def test_two_replicas_train_exactly_as_one_device(tmp_path, batch):
         assert two["replicas"] == 2 and two["steps"] == one["steps"] == steps
         np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
         np.testing.assert_allclose(two["weights"], one["weights"], rtol=1e-4, atol=1e-4)
+        # the epoch statistics: the pre-clip norm is that of the replicas' summed gradient
+        np.testing.assert_allclose(two["statistics"], one["statistics"], rtol=1e-5)
+        assert [row[0] for row in two["statistics"]] == [3, 3]
+
+
+@pytest.mark.slow
+def test_without_clipping_several_replicas_count_updates_but_measure_no_norm(tmp_path):
+    # The norm would cost an all-reduce of every gradient that nothing else needs.
+    two = run(tmp_path, "lstm_noclip", "mirrored", "lstm", clip=0.0)
+    assert two["replicas"] == 2
+    assert [row[:4] for row in two["statistics"]] == [[3, None, None, 0]] * 2
+    one = run(tmp_path, "lstm_noclip_one", "default", "lstm", clip=0.0)  # one device: measured
+    assert all(row[0] == 3 and row[1] > 0 and row[3] == 0 for row in one["statistics"])
 
 
 @pytest.mark.slow
@@ -151,3 +166,6 @@ def test_mixed_float16_with_loss_scaling_and_clipping_across_replicas_tracks_flo
     assert mixed["optimizer"] == "LossScaleOptimizer" and mixed["replicas"] == 2
     np.testing.assert_allclose(mixed["losses"], reference["losses"], rtol=1e-2)
     np.testing.assert_allclose(mixed["weights"], reference["weights"], rtol=2e-2, atol=2e-2)
+    # the pre-clip norm is measured unscaled (the loss scale is 2^15 at the start)
+    np.testing.assert_allclose([row[1:3] for row in mixed["statistics"]],
+                               [row[1:3] for row in reference["statistics"]], rtol=2e-2)

@@ -55,3 +55,12 @@ def test_the_checkpointed_vector_restores_the_same_statistics():
     assert holder.read() == statistics
     holder.reset()
     assert holder.read() == StepStatistics()
+
+
+def test_updates_without_a_measured_norm_are_counted_but_not_as_non_finite():
+    statistics = StepStatistics()
+    statistics.add_update(None, clip_norm=0.0)  # several replicas without clipping
+    statistics.add_update(None, clip_norm=0.0)
+    record = statistics.record()
+    assert record["updates"] == 2 and record["nonfinite_grad_norms"] == 0
+    assert record["grad_norm_max"] is None and record["clipped_updates"] == 0

@@ -20,6 +20,9 @@ the history records, next to `train_loss`,
 
 so a transient excursion can be told apart from drift, and a large gradient from a
 hard batch. Mean and max are over the finite norms; with no finite norm they are None.
+Without clipping on several replicas the norm is not measured (it would cost an
+all-reduce of the gradients per update that nothing else needs): the updates are
+counted, the norm fields are None.
 
 `StepStatistics` is the host-side accumulator; `EpochStatisticsState` holds its values
 in a checkpointed variable so that an epoch resumed after Ctrl-C keeps its earlier
@@ -48,16 +51,21 @@ class StepStatistics:
     finite_norms: int = 0
     updates: int = 0
     clipped: int = 0
+    nonfinite: int = 0
 
     def add_loss(self, step: int, loss: float) -> None:
         """A step's batch loss (finite: the trainer stops on a non-finite one first)."""
         if loss > self.loss_max:
             self.loss_max, self.loss_max_step = float(loss), int(step)
 
-    def add_update(self, norm: float, clip_norm: float | None) -> None:
-        """An optimizer update whose pre-clip global gradient norm was `norm`."""
+    def add_update(self, norm: float | None, clip_norm: float | None) -> None:
+        """An optimizer update whose pre-clip global gradient norm was `norm` (None: not
+        measured)."""
         self.updates += 1
+        if norm is None:
+            return
         if not math.isfinite(norm):
+            self.nonfinite += 1
             return
         self.finite_norms += 1
         self.norm_sum += float(norm)
@@ -74,9 +82,10 @@ class StepStatistics:
                 "grad_norm_max": self.norm_max if finite else None,
                 "grad_norm_mean": self.norm_sum / self.finite_norms if finite else None,
                 "clipped_updates": self.clipped,
-                "nonfinite_grad_norms": self.updates - self.finite_norms}
+                "nonfinite_grad_norms": self.nonfinite}
 
-    _FIELDS = ("loss_max", "loss_max_step", "norm_max", "norm_sum", "finite_norms", "updates", "clipped")
+    _FIELDS = ("loss_max", "loss_max_step", "norm_max", "norm_sum", "finite_norms", "updates", "clipped",
+               "nonfinite")
 
     def to_vector(self) -> list[float]:
         return [float(getattr(self, name)) for name in self._FIELDS]
@@ -85,7 +94,7 @@ class StepStatistics:
     def from_vector(cls, values) -> "StepStatistics":
         values = [float(v) for v in values]
         kwargs = dict(zip(cls._FIELDS, values))
-        for name in ("loss_max_step", "finite_norms", "updates", "clipped"):
+        for name in ("loss_max_step", "finite_norms", "updates", "clipped", "nonfinite"):
             kwargs[name] = int(kwargs[name])
         return cls(**kwargs)
 

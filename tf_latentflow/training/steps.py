@@ -44,6 +44,10 @@ class TrainSteps:
         self._compile_step = None
         self._loss_sums_step = None
         self._nll_steps = {}
+        # The pre-clip gradient norm needs the replicas' summed gradient: clipping computes
+        # it anyway; without clipping on several replicas it would cost an all-reduce of
+        # every gradient per update, so it is not measured (`step_statistics`).
+        self.measures_grad_norm = bool(config.clip_norm) or strategy.num_replicas_in_sync == 1
 
     # -- training ------------------------------------------------------------------------
 
@@ -84,7 +88,7 @@ class TrainSteps:
                 sequences = context.all_reduce(tf.distribute.ReduceOp.SUM, sequences)
             return loss_and_gradients(batch, kl_weight, seed, sequences)
 
-        accumulator = self.accumulator
+        accumulator, measures_grad_norm = self.accumulator, self.measures_grad_norm
 
         def replica_accumulate(batch, kl_weight, seed):
             loss, kl, gradients = replica_terms(batch, kl_weight, seed)
@@ -101,7 +105,9 @@ class TrainSteps:
                 for total in accumulator.ordered:
                     total.assign(tf.zeros_like(total))
             scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
-            norm = global_norm_across_replicas(gradients, scale)  # before clipping
+            norm = tf.constant(float("nan"))
+            if measures_grad_norm:
+                norm = global_norm_across_replicas(gradients, scale)  # before clipping
             if config.clip_norm:
                 gradients = clip_across_replicas(gradients, config.clip_norm, scale, norm=norm)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -128,7 +134,7 @@ class TrainSteps:
             """One batch: group = 0 adds its gradient to the accumulation group; group = k > 0
             ends a group of k batches (this one included) with the update. Returns the
             batch's (loss, kl) and the update's global gradient norm before clipping
-            (0 when group = 0: no update)."""
+            (0 when group = 0: no update; NaN when not `measures_grad_norm`)."""
             if group == 0:
                 return accumulate_step(batch, kl_weight, seed)
             return update_step(batch, kl_weight, seed, tf.constant(group, tf.float32))

@@ -237,9 +237,12 @@ class Trainer:
                                          ("steps/s", (at + 1 - first) / max(elapsed, 1e-9))])
                 run_step = global_step - (step - at)
                 if group:
-                    statistics.add_update(norm, config.clip_norm)
-                    with writer.as_default(step=run_step):
-                        tf.summary.scalar("train/grad_norm", norm)  # before clipping
+                    if self.steps.measures_grad_norm:
+                        statistics.add_update(norm, config.clip_norm)
+                        with writer.as_default(step=run_step):
+                            tf.summary.scalar("train/grad_norm", norm)  # before clipping
+                    else:
+                        statistics.add_update(None, config.clip_norm)
                 if run_step % 10 == 0:
                     with writer.as_default(step=run_step):
                         tf.summary.scalar("train/loss", loss)
