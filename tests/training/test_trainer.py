@@ -94,6 +94,34 @@ def test_evaluation_steps_are_traced_once_per_run(straight_run):
     assert [f.experimental_get_tracing_count() for f in trainer.steps._nll_steps.values()] == [1]
 
 
+def test_the_nll_chunk_is_bounded_by_the_budget_and_by_ten_samples():
+    assert steps_lib.nll_chunk(50, 16, 160, 65536) == 10  # JSB: the chunk of every earlier result
+    assert steps_lib.nll_chunk(50, 16, 1480, 65536) == 2  # Nottingham's longest validation batch
+    assert steps_lib.nll_chunk(50, 16, 5000, 65536) == 1  # never below one sample
+    assert steps_lib.nll_chunk(4, 1, 4000, 65536) == 4  # Piano-midi / MuseData: 4 samples, batch 1
+    assert steps_lib.nll_chunk(3, 4, 8, 10**9) == 3  # never above K
+
+
+def test_the_evaluation_uses_the_budgeted_chunk_and_its_seeds(straight_run):
+    # Independent value: LatentFlowVAE.nll called directly on each test batch with the
+    # chunk the budget gives (here 1) and the evaluation's per-batch seed.
+    import dataclasses
+    _, trainer, _ = straight_run
+    config = dataclasses.replace(trainer.config, nll_chunk_budget=1)
+    steps = steps_lib.TrainSteps(config, trainer.model, trainer.optimizer, trainer.strategy)
+    dataset = inputs.batches(config, trainer.bundle, "test")
+    sums = steps.nll_sums(dataset, 3)
+    assert list(steps._nll_steps) == [(3, 1)]
+    expected = 0.0
+    for i, batch in enumerate(dataset):
+        out = trainer.model.nll(batch["x"], batch["lengths"], num_samples=3,
+                                seed=steps_lib.step_seed(config, 2 * 10**9 + i), chunk_size=1)
+        expected += float(np.sum(out["nll"].numpy() * batch["weight"].numpy()))
+    assert sums[0] == pytest.approx(expected, rel=1e-5)
+    chunked = steps_lib.TrainSteps(trainer.config, trainer.model, trainer.optimizer, trainer.strategy)
+    assert chunked.nll_sums(dataset, 3)[0] != pytest.approx(expected, rel=1e-5)  # chunk 3: other draws
+
+
 def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, straight_run):
     bundle = synthetic_bundle()
     run_dir = tmp_path / "nan"

@@ -66,6 +66,11 @@ class TrainConfig:
     # > 0: after the KL ramp, each epoch's importance-sampled validation NLL with this many
     # samples selects a second checkpoint (`best_nll`), evaluated beside `best` (by -ELBO).
     validation_nll_samples: int = 0
+    # The importance samples of the NLL are evaluated in chunks of at most 10 and at most
+    # this many (samples x sequences x padded steps) at once (`training.steps.nll_chunk`):
+    # memory grows with it (~80 KB each for the paper's AF/SCF, so ~5 GiB); JSB's
+    # batches of 16 keep chunks of 10.
+    nll_chunk_budget: int = 65536
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     lr_decay: float = 4.0
@@ -121,6 +126,7 @@ class TrainConfig:
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "elbo_samples", "nll_samples",
+                     "nll_chunk_budget",
                      "patience", "num_buckets", "latent_size", "embedding_size", "hidden_units",
                      "prior_lstm_units", "num_flow_layers"):
             if getattr(self, name) < 1:
@@ -257,6 +263,11 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     parser.add_argument("--eval-batch-size", type=int)
     parser.add_argument("--elbo-samples", type=int)
     parser.add_argument("--nll-samples", type=int)
+    parser.add_argument("--nll-chunk-budget", type=int,
+                        help="evaluate the NLL's importance samples in chunks of at most this many "
+                             "samples x sequences x padded time steps (and at most 10 samples): "
+                             "bounds the evaluation's memory (default 65536, ~5 GiB for the paper's "
+                             "flow sizes)")
     parser.add_argument("--validation-nll-samples", type=int,
                         help="importance samples for a per-epoch validation NLL, measured once the "
                              "KL ramp is over (the epochs whose checkpoints compete); the lowest "

@@ -18,7 +18,7 @@ __all__ = ["ConfigMismatch", "RESUMABLE_SETTINGS", "PATH_SETTINGS", "changed_set
            "check_precision", "portable_config"]
 
 RESUMABLE_SETTINGS = frozenset({"epochs", "min_learning_rate", "data_dir", "prepared_dir", "evaluate_only",
-                                "eval_batch_size", "nll_samples", "validation_nll_samples",
+                                "eval_batch_size", "nll_samples", "nll_chunk_budget", "validation_nll_samples",
                                 "max_eval_batches", "strategy", "jit_compile"})
 
 # Where the run's files were on the machine that trained: not part of what the run is.

@@ -24,13 +24,28 @@ from tf_latentflow.training.config import TrainConfig
 from tf_latentflow.training.distribution import clip_across_replicas, global_norm_across_replicas
 from tf_latentflow.training.inputs import zero_batch
 
-__all__ = ["step_seed", "TrainSteps"]
+__all__ = ["step_seed", "nll_chunk", "TrainSteps"]
+
+MAX_NLL_CHUNK = 10  # importance samples at once (the chunk every earlier result used)
 
 
 def step_seed(config: TrainConfig, step) -> tf.Tensor:
     """The stateless seed of global step `step` (also of evaluation batches, offset)."""
     return tf.random.experimental.stateless_fold_in(
         tf.constant([config.seed, 7919], tf.int64), tf.cast(step, tf.int64))
+
+
+def nll_chunk(num_samples: int, rows: int, steps: int, budget: int) -> int:
+    """Importance samples evaluated at once for a batch of [rows, steps]:
+
+        chunk = max(1, min(K, 10, floor(budget / (rows * steps))))
+
+    The NLL's memory grows with chunk x rows x steps (the K samples are a loop over
+    chunks, `LatentFlowVAE.nll`); 10 samples of a Nottingham validation batch of 16 at
+    1,480 steps asked for a 17.7 GiB buffer. Chunk c draws from fold_in(seed, c), so the
+    estimate's random draws depend on the chunk (its distribution does not); batches
+    within the budget keep the chunk of 10 of every earlier result."""
+    return max(1, min(int(num_samples), MAX_NLL_CHUNK, int(budget) // max(int(rows) * int(steps), 1)))
 
 
 class TrainSteps:
@@ -202,17 +217,20 @@ class TrainSteps:
         """Sums over a split of (nll, reconstruction, kl, steps T + 1, sequences), nats, with
         `num_samples` importance samples (`SequenceModel.nll_terms`)."""
         config = self.config
-        step = self._nll_steps.get(num_samples)
-        if step is None:
-            step = self._nll_steps[num_samples] = self._make_nll_step(dataset.element_spec, num_samples)
         total = np.zeros(5)
         for i, batch in enumerate(dataset):
             if config.max_eval_batches and i >= config.max_eval_batches:
                 break
+            rows, steps = batch["x"].shape[:2]
+            chunk = nll_chunk(num_samples, rows, steps, config.nll_chunk_budget)
+            step = self._nll_steps.get((num_samples, chunk))
+            if step is None:  # one function per chunk size (each traced once)
+                step = self._nll_steps[num_samples, chunk] = self._make_nll_step(
+                    dataset.element_spec, num_samples, chunk)
             total += np.array([float(v) for v in step(batch, step_seed(config, 2 * 10**9 + i))])
         return total
 
-    def _make_nll_step(self, element_spec, num_samples: int):
+    def _make_nll_step(self, element_spec, num_samples: int, chunk: int):
         model = self.model
 
         @tf.function(input_signature=[element_spec, tf.TensorSpec([2], tf.int64)],
@@ -220,7 +238,7 @@ class TrainSteps:
         def sums(batch, seed):
             lengths = batch["lengths"]
             terms = model.nll_terms(batch["x"], lengths, num_samples=num_samples, seed=seed,
-                                    chunk_size=min(num_samples, 10))
+                                    chunk_size=chunk)
             rows = batch["weight"]
             steps = tf.cast(evaluation.step_counts(lengths), tf.float32)
             return (tf.reduce_sum(terms["nll"] * rows), tf.reduce_sum(terms["reconstruction"] * rows),
