@@ -35,10 +35,10 @@ def test_a_tiny_run_reports_every_length_and_projects_the_epoch(ptb_full_scale, 
     row = result["models"]["lstm"]
     assert len(row["steps"]) == 2 and row["shapes_precompiled"] >= row["shapes_met_in_epoch_0"] >= 2
     fit = row["fit_seconds"]
-    # the projection is the fit summed over the epoch's batches: between all-shortest and all-longest
-    shortest, longest = 16, 288
-    assert row["steps_per_epoch"] * (fit["a"] + fit["b_per_step"] * shortest) - 1 <= row["epoch_projected_s"]
-    assert row["epoch_projected_s"] <= row["steps_per_epoch"] * (fit["a"] + fit["b_per_step"] * longest) + 1
+    # the projection is the fit summed over the epoch's batches: between all-shortest and
+    # all-longest (either way round: two timed shapes on a busy machine can fit a slope < 0)
+    ends = [row["steps_per_epoch"] * (fit["a"] + fit["b_per_step"] * steps) for steps in (16, 288)]
+    assert min(ends) - 1 <= row["epoch_projected_s"] <= max(ends) + 1
     # ~42k training sentences at batch 32, plus at most one partial batch per length bucket
     assert 1300 <= row["steps_per_epoch"] <= 1330
     assert row["nll"]["num_samples"] == 2 and row["nll"]["test_projected_s"] > 0
