@@ -6,8 +6,9 @@ A training checkpoint holds the model (every weight keyed by its path,
 wall time), the position inside an epoch (`EpochPosition`, non-zero only on Ctrl-C)
 with the statistics of the epoch's steps so far (`EpochStatisticsState`), with
 gradient accumulation the gradients accumulated so far (`GradientAccumulator`) and,
-with `--validation-nll-samples`, the lowest validation NLL so far (`NllSelection`). All randomness derives from (seed, epoch, global step), so a
-restored run continues as if it had never stopped. `Checkpoints` owns the managers
+with `--validation-nll-samples`, the lowest validation NLL so far (`NllSelection`).
+All randomness derives from (seed, epoch, global step), so a restored run continues
+as if it had never stopped. `Checkpoints` owns the managers
 of the run directory (`latest` after every epoch, `best` when the validation -ELBO
 improves, `best_nll` when the importance-sampled validation NLL does).
 """

@@ -236,13 +236,12 @@ class Trainer:
                 progress.update(at + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
                                          ("steps/s", (at + 1 - first) / max(elapsed, 1e-9))])
                 run_step = global_step - (step - at)
-                if group:
-                    if self.steps.measures_grad_norm:
-                        statistics.add_update(norm, config.clip_norm)
+                if group:  # an update; its norm is NaN when not measured
+                    measured = self.steps.measures_grad_norm
+                    statistics.add_update(norm if measured else None, config.clip_norm)
+                    if measured:
                         with writer.as_default(step=run_step):
                             tf.summary.scalar("train/grad_norm", norm)  # before clipping
-                    else:
-                        statistics.add_update(None, config.clip_norm)
                 if run_step % 10 == 0:
                     with writer.as_default(step=run_step):
                         tf.summary.scalar("train/loss", loss)
