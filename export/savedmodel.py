@@ -51,6 +51,7 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
             "vocabulary": list(vocabulary) if vocabulary is not None else None,
             "nll_samples": 0 if model.exact_likelihood else int(nll_samples),
             "nll_seed": list(nll_seed), "nll_chunk_size": nll_chunk_size,
+            "nll_scoring": "exact" if model.exact_likelihood else "each sequence alone, at its length",
             "nll_per_step_unit": "bits per character" if model.is_text else "nats per time step",
             "jit_compile": signatures.resolve_jit_compile(model, jit_compile),
             "max_samples": int(max_samples), **(metadata or {})}

@@ -13,7 +13,10 @@
       sequences int32 ([N, T, 88] piano rolls or [N, T] token ids), lengths int32 [N].
       nll: -log p(x) in nats including -log p(T): exact for the LSTM baseline,
       importance-sampled (the run's sample count, a fixed seed) for the flow
-      models. nll_per_step: nll / (T + 1) in the paper's unit: nats per step
+      models, each sequence scored alone at its own length
+      (`score_each_sequence`): its value never depends on the other sequences
+      of the request or on its padding, and memory grows with one sequence,
+      not with the request. nll_per_step: nll / (T + 1) in the paper's unit: nats per step
       (music), bits per character (text). A length that p(T) gives probability
       0 (T = 0 for text, whose sentences are never empty) is refused: its NLL
       would be infinite.
@@ -51,7 +54,7 @@ import tensorflow as tf
 from tf_latentflow.data import padded_length
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "default_buckets", "resolve_buckets", "make_sample_fn", "make_log_prob_fn",
-           "sample_signature", "log_prob_signature"]
+           "score_each_sequence", "sample_signature", "log_prob_signature"]
 
 LOG_2 = math.log(2.0)
 DEFAULT_MAX_SAMPLES = 1024
@@ -214,6 +217,29 @@ def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=N
     return checks
 
 
+def score_each_sequence(model, sequences, lengths, *, num_samples: int, seed, chunk_size: int | None):
+    """Importance-sampled -log p(x) [N], each sequence scored alone, cut to its own length.
+
+    Row i is `model.nll_terms(sequences[i:i+1, :max(T_i, 1)], [T_i], seed=seed)`,
+    one row after the other (a `tf.map_fn`), every row with the same seed. So a
+    sequence's score depends only on the sequence, the seed, K and the chunk, not
+    on the request's other sequences or its padding (the stateless draws of a
+    batch have the batch's shape: scored together, rows would change each other's
+    draws, and TF Serving's request batching would change a client's answer), and
+    memory is bounded by one sequence: chunk x T_i x (latent and hidden sizes),
+    not chunk x N x T_pad (10 samples of 16 Nottingham-length sequences at once
+    would need ~18 GiB). A T = 0 sequence keeps one padding step, which
+    contributes exactly 0.
+    """
+    def one(i):
+        x = sequences[i:i + 1, :tf.maximum(lengths[i], 1)]
+        return model.nll_terms(x, lengths[i:i + 1], num_samples=num_samples, seed=seed,
+                               chunk_size=chunk_size)["nll"][0]
+
+    return tf.map_fn(one, tf.range(tf.shape(sequences)[0]), fn_output_signature=tf.float32,
+                     parallel_iterations=1)
+
+
 def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | None = 10):
     """The `log_prob(sequences, lengths)` tf.function (see the module docstring).
 
@@ -222,6 +248,7 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
     exact likelihood, the LSTM baseline); seed: the fixed stateless seed of those samples;
     chunk_size: samples evaluated at a time (bounds memory; the estimate
     depends on it through the per-chunk seeds, see `LatentFlowVAE.nll`).
+    A latent model scores each sequence alone (`score_each_sequence`).
     """
     seed = tuple(int(s) for s in seed)
     unit = LOG_2 if model.is_text else 1.0
@@ -235,8 +262,11 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
             length_probs=model.length_model.probs)
         with tf.control_dependencies(checks):
             sequences = tf.identity(sequences)
-        nll = model.nll_terms(sequences, lengths, num_samples=num_samples,
-                              seed=tf.constant(seed, tf.int64), chunk_size=chunk_size)["nll"]
+        if model.exact_likelihood:  # exact: a row's value does not depend on the others
+            nll = model.nll_terms(sequences, lengths)["nll"]
+        else:
+            nll = score_each_sequence(model, sequences, lengths, num_samples=num_samples,
+                                      seed=tf.constant(seed, tf.int64), chunk_size=chunk_size)
         per_step = nll / (tf.cast(lengths, tf.float32) + 1.0) / unit
         return {"nll": nll, "nll_per_step": per_step}
 

@@ -48,6 +48,16 @@ def scoring_inputs(model, batch, seed):
     return x.astype(np.int32), lengths
 
 
+def expected_nll(model, x, lengths):
+    """The in-memory model's NLL of each sequence alone, cut to its length (at least one
+    step), every one with the export's seed (0, 0) and chunk of 10; exact for the LSTM."""
+    if model.exact_likelihood:
+        return model.nll(x, lengths).numpy()
+    return np.array([model.nll(x[i:i + 1, :max(int(t), 1)], lengths[i:i + 1], num_samples=NLL_SAMPLES,
+                               seed=tf.constant([0, 0], tf.int64), chunk_size=10)["nll"].numpy()[0]
+                     for i, t in enumerate(lengths)])
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """case -> dict(path, model, inputs, in-memory nll and sample results)."""
@@ -64,12 +74,7 @@ def exported(tmp_path_factory):
         for batch in BATCH_SIZES:
             x, lengths = scoring_inputs(model, batch, seed=batch)
             inputs[batch] = (x, lengths)
-            if name == "lstm":
-                nll = model.nll(x, lengths)
-            else:
-                nll = model.nll(x, lengths, num_samples=NLL_SAMPLES, seed=tf.constant([0, 0], tf.int64),
-                                chunk_size=10)["nll"]
-            expected[batch] = nll.numpy()
+            expected[batch] = expected_nll(model, x, lengths)
         cases[case] = dict(path=path, model=model, inputs=inputs, expected_nll=expected,
                            sample=sample["sequences"].numpy(), vocabulary=trained.vocabulary)
     return cases
@@ -113,6 +118,14 @@ for case, path in paths.items():
                      lengths=tf.constant(inputs[f"{case}/lengths/{batch}"]))
         out["nll"][batch] = [r["nll"].numpy().tolist(), r["nll_per_step"].numpy().tolist()]
     x, lengths = inputs[f"{case}/x/3"], inputs[f"{case}/lengths/3"]
+    # a sequence's score without the request's other sequences, with more padding,
+    # in another order, next to a copy of itself
+    pad = np.zeros((3, 5) + x.shape[2:], x.dtype)
+    score = lambda s, t: log_prob(sequences=tf.constant(s), lengths=tf.constant(t))["nll"].numpy().tolist()
+    out["alone_padded"] = [score(np.concatenate([x[i:i + 1], pad[:1]], 1), lengths[i:i + 1])[0]
+                           for i in range(3)]
+    out["reversed"] = score(x[::-1], lengths[::-1])[::-1]
+    out["twice"] = score(np.concatenate([x[:1], x[:1]]), np.concatenate([lengths[:1], lengths[:1]]))
     errors = {
         "num_samples=0": error_of(sample, num_samples=tf.constant(0), length=tf.constant(3),
                                   seed=tf.constant(0, tf.int64)),
@@ -178,6 +191,17 @@ def test_log_prob_matches_the_in_memory_model(case, exported, reloaded):
         unit = np.log(2.0) if info["model"].is_text else 1.0
         np.testing.assert_allclose(per_step, nll / (lengths + 1) / unit, rtol=1e-6)
         assert np.all(np.isfinite(nll)) and np.all(nll > 0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_sequence_scores_the_same_alone_padded_reordered_or_repeated(case, reloaded):
+    """log_prob of a sequence depends on nothing else in the request (TF Serving's
+    request batching must not change a client's answer; `score_each_sequence`)."""
+    got = reloaded[case]
+    batch = np.array(got["nll"]["3"][0])
+    np.testing.assert_allclose(got["alone_padded"], batch, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got["reversed"], batch, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got["twice"], [batch[0], batch[0]], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -264,7 +288,7 @@ def test_cli_exports_a_trainer_run_into_numbered_versions(tmp_path):
     assert sorted(p.name for p in base.iterdir()) == ["1", "7"] and next_version(base) == 8
     assert export_main(["--run-dir", str(run_dir), "--output", str(base), "--version", "7"]) == 1
     info = json.loads((base / "7" / "assets.extra" / "latentflow.json").read_text())
-    assert info["model"] == "lstm" and info["kind"] == "music"
+    assert info["model"] == "lstm" and info["kind"] == "music" and info["nll_scoring"] == "exact"
     loaded = tf.saved_model.load(str(base / "1"))
     out = loaded.signatures["serving_default"](num_samples=tf.constant(2), length=tf.constant(4),
                                                seed=tf.constant(1, tf.int64))
@@ -330,11 +354,7 @@ def test_trainer_run_exports_with_the_cli_and_reloads_clean(name, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "models" / "1" / "saved_model.pb").is_file()
     x, lengths = scoring_inputs(trainer.model, 2, seed=0)
-    if name == "lstm":
-        expected = trainer.model.nll(x, lengths).numpy()
-    else:
-        expected = trainer.model.nll(x, lengths, num_samples=NLL_SAMPLES, seed=tf.constant([0, 0], tf.int64),
-                                     chunk_size=10)["nll"].numpy()
+    expected = expected_nll(trainer.model, x, lengths)
     got = H.run_clean(f"""
         m = tf.saved_model.load({str(tmp_path / "models" / "1")!r})
         s = m.signatures["serving_default"](num_samples=tf.constant(2), length=tf.constant(0),
