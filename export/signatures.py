@@ -54,7 +54,7 @@ import tensorflow as tf
 from tf_latentflow.data import padded_length
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "default_buckets", "resolve_buckets", "make_sample_fn", "make_log_prob_fn",
-           "score_each_sequence", "sample_signature", "log_prob_signature"]
+           "at_least_one_step", "score_each_sequence", "sample_signature", "log_prob_signature"]
 
 LOG_2 = math.log(2.0)
 DEFAULT_MAX_SAMPLES = 1024
@@ -217,6 +217,13 @@ def validate_scoring_inputs(sequences, lengths, *, max_length: int, vocab_size=N
     return checks
 
 
+def at_least_one_step(sequences):
+    """sequences with one zero step appended when they have none: the models' recurrences
+    need a step to run over (a T = 0 sequence then scores -log p(T = 0))."""
+    extra = tf.maximum(1 - tf.shape(sequences)[1], 0)
+    return tf.pad(sequences, [[0, 0], [0, extra]] + [[0, 0]] * (sequences.shape.rank - 2))
+
+
 def score_each_sequence(model, sequences, lengths, *, num_samples: int, seed, chunk_size: int | None):
     """Importance-sampled -log p(x) [N], each sequence scored alone, cut to its own length.
 
@@ -229,7 +236,7 @@ def score_each_sequence(model, sequences, lengths, *, num_samples: int, seed, ch
     memory is bounded by one sequence: chunk x T_i x (latent and hidden sizes),
     not chunk x N x T_pad (10 samples of 16 Nottingham-length sequences at once
     would need ~18 GiB). A T = 0 sequence keeps one padding step, which
-    contributes exactly 0.
+    contributes exactly 0. sequences: padded to at least one step (`at_least_one_step`).
     """
     def one(i):
         x = sequences[i:i + 1, :tf.maximum(lengths[i], 1)]
@@ -261,7 +268,7 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
             num_notes=None if model.is_text else model.num_notes,
             length_probs=model.length_model.probs)
         with tf.control_dependencies(checks):
-            sequences = tf.identity(sequences)
+            sequences = at_least_one_step(sequences)
         if model.exact_likelihood:  # exact: a row's value does not depend on the others
             nll = model.nll_terms(sequences, lengths)["nll"]
         else:

@@ -126,6 +126,10 @@ for case, path in paths.items():
                            for i in range(3)]
     out["reversed"] = score(x[::-1], lengths[::-1])[::-1]
     out["twice"] = score(np.concatenate([x[:1], x[:1]]), np.concatenate([lengths[:1], lengths[:1]]))
+    empty = log_prob(sequences=tf.zeros((0,) + x.shape[1:], tf.int32), lengths=tf.zeros([0], tf.int32))
+    out["empty_request"] = list(empty["nll"].shape)
+    if x.ndim == 3:  # music: p(T = 0) > 0; a request padded to no step at all
+        out["zero_steps"] = score(np.zeros((2, 0, 88), np.int32), np.zeros(2, np.int32))
     errors = {
         "num_samples=0": error_of(sample, num_samples=tf.constant(0), length=tf.constant(3),
                                   seed=tf.constant(0, tf.int64)),
@@ -202,6 +206,16 @@ def test_a_sequence_scores_the_same_alone_padded_reordered_or_repeated(case, rel
     np.testing.assert_allclose(got["alone_padded"], batch, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(got["reversed"], batch, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(got["twice"], [batch[0], batch[0]], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_empty_requests_and_zero_steps_score(case, exported, reloaded):
+    got, model = reloaded[case], exported[case]["model"]
+    assert got["empty_request"] == [0]
+    if not model.is_text:  # T = 0: only -log p(T = 0) (the latent terms of no step are 0)
+        p0 = float(model.length_model.probs.numpy()[0])
+        assert p0 > 0
+        np.testing.assert_allclose(got["zero_steps"], [-np.log(p0)] * 2, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case", CASES)
