@@ -143,6 +143,59 @@ def test_nan_loss_stops_without_touching_the_checkpoints(tmp_path, monkeypatch, 
     assert len((run_dir / "history.jsonl").read_text().splitlines()) == 3
 
 
+def checkpoint_files(run_dir):
+    return {str(p.relative_to(run_dir)): p.read_bytes()
+            for p in sorted((run_dir / "checkpoints").rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("measured", [True, False], ids=["norm-measured", "norm-not-measured"])
+def test_a_nan_gradient_with_finite_losses_is_never_saved(tmp_path, monkeypatch, measured):
+    """One update per epoch (accumulation over its 3 steps): the losses are finite, the
+    gradient is NaN, so the update at the epoch's last step makes the weights NaN and no
+    later loss of the epoch can catch it. The run stops at that update's norm (measured)
+    or before the epoch's checkpoints (not measured, as without clipping on several
+    replicas); the checkpoints and history of the epoch before are untouched."""
+    bundle = synthetic_bundle()
+    config = lambda epochs: config_for(tmp_path, "nan-grad", grad_accum=3, epochs=epochs)
+    trainer_lib.Trainer(config(1), bundle=bundle, log=lambda *_: None).fit()  # one clean epoch
+    run_dir = tmp_path / "nan-grad"
+    before = checkpoint_files(run_dir)
+    assert any("latest" in name for name in before)
+    real = LatentFlowVAE.loss_terms
+
+    @tf.custom_gradient
+    def nan_gradient(x):
+        return tf.identity(x), lambda dy: dy * np.nan
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return {"loss": nan_gradient(terms["loss"]), "kl": terms["kl"]}
+
+    monkeypatch.setattr(LatentFlowVAE, "loss_terms", poisoned)
+    diverging = trainer_lib.Trainer(config(2), bundle=bundle, log=lambda *_: None)
+    assert diverging.steps.measures_grad_norm  # one device
+    diverging.steps.measures_grad_norm = measured  # read when the step is traced
+    match = "non-finite gradient norm" if measured else "non-finite weights after the training pass of epoch 1"
+    with pytest.raises(trainer_lib.TrainingDiverged, match=match):
+        diverging.fit()
+    assert not all(np.all(np.isfinite(w)) for w in weights(diverging))  # the update did happen
+    assert checkpoint_files(run_dir) == before
+    assert len((run_dir / "history.jsonl").read_text().splitlines()) == 1
+
+
+def test_finite_weights_pass_the_check_and_a_nan_weight_is_named(straight_run):
+    _, trainer, _ = straight_run
+    trainer.check_finite_weights("now")  # a trained run: finite
+    variable = trainer.model.weights[0]
+    kept = variable.numpy()
+    try:
+        variable.assign(np.where(np.arange(kept.size).reshape(kept.shape) == 0, np.inf, kept))
+        with pytest.raises(trainer_lib.TrainingDiverged, match=f"non-finite weights now .*{variable.path}"):
+            trainer.check_finite_weights("now")
+    finally:
+        variable.assign(kept)
+
+
 @pytest.mark.slow  # the default suite's 10-minute budget
 def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run):
     """Ctrl-C inside epoch 1 saves a checkpoint; the same command resumes at the next step

@@ -8,7 +8,9 @@ the history records, next to `train_loss`,
                                           (loss_s: the batch's mean per-step loss, the
                                           value the epoch mean averages)
     updates                               the optimizer updates of the epoch (one per
-                                          accumulation group with --grad-accum)
+                                          accumulation group with --grad-accum; under
+                                          mixed float16 including those the loss scale
+                                          skipped, counted in nonfinite_grad_norms)
     grad_norm_max, grad_norm_mean         max and mean over those updates of the global
                                           norm ||g|| of the update's gradient (summed over
                                           replicas, averaged over the accumulation group,
@@ -16,7 +18,8 @@ the history records, next to `train_loss`,
     clipped_updates                       the updates with ||g|| > clip_norm
     nonfinite_grad_norms                  the updates whose ||g|| was Inf or NaN (skipped
                                           by the mixed-precision loss scale; with float32
-                                          the next loss is non-finite and the run stops)
+                                          the run stops at that update, before saving:
+                                          `trainer.TrainingDiverged`)
 
 so a transient excursion can be told apart from drift, and a large gradient from a
 hard batch. Mean and max are over the finite norms; with no finite norm they are None.

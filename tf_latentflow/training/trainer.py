@@ -14,8 +14,8 @@ One `run(config)` serves every dataset and model of the registry:
   evaluate   the best checkpoint, importance-sampled NLL on validation and test,
              written to results.json in the paper's units (`results`)
 
-The run's files are a `runs.RunDirectory`. A NaN or Inf loss stops the run with
-`TrainingDiverged` before anything is saved.
+The run's files are a `runs.RunDirectory`. A NaN or Inf loss, gradient norm (float32)
+or weight stops the run with `TrainingDiverged` before anything is saved.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ __all__ = ["ConfigMismatch", "Interrupted", "Trainer", "TrainingDiverged", "resu
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or Inf; the best checkpoint is left untouched."""
+    """The training loss, a gradient norm or a weight became NaN or Inf; the checkpoints
+    are left untouched."""
 
 
 class Interrupted(RuntimeError):
@@ -89,6 +90,8 @@ class Trainer:
         self.output_dir = self.run_dir.path
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.policy = resolve_precision(config.mixed_precision)
+        # float16 loss scaling skips an update whose gradient is not finite
+        self.loss_scaled = self.policy == "mixed_float16"
         if not force_new:
             check_resumable(self.run_dir, config, log)
             check_precision(self.run_dir, config, self.policy)
@@ -238,6 +241,11 @@ class Trainer:
                 run_step = global_step - (step - at)
                 if group:  # an update; its norm is NaN when not measured
                     measured = self.steps.measures_grad_norm
+                    if measured and not math.isfinite(norm) and not self.loss_scaled:
+                        raise TrainingDiverged(
+                            f"{config.dataset}/{config.model}: non-finite gradient norm ({norm}) at "
+                            f"epoch {epoch}, step {at} (its update made the weights non-finite); "
+                            f"stopped without saving (the best and latest checkpoints are from before)")
                     statistics.add_update(norm if measured else None, config.clip_norm)
                     if measured:
                         with writer.as_default(step=run_step):
@@ -267,6 +275,7 @@ class Trainer:
             if len(pending) >= HOST_SYNC_STEPS or step + 1 == steps_per_epoch or self._interrupt_requested:
                 read_pending()
             if step + 1 < steps_per_epoch and self._interrupt_requested:
+                self.check_finite_weights(f"at epoch {epoch}, step {step + 1}")
                 path = self.checkpoints.save_latest()
                 raise Interrupted(f"interrupted at epoch {epoch}, step {step + 1} of {steps_per_epoch}; "
                                   f"saved {path}; re-run the same command to resume")
@@ -274,11 +283,27 @@ class Trainer:
             read_pending()
         return sums, step + 1
 
+    def check_finite_weights(self, when: str) -> None:
+        """Raise TrainingDiverged when a weight is NaN or Inf, before anything is saved.
+
+        The host checks every step's loss and (float32, measured) gradient norm, but an
+        update with a non-finite gradient and a finite loss at the last step of an epoch
+        or before Ctrl-C, or one whose norm is not measured (`step_statistics`), would
+        otherwise reach a checkpoint that every resume then restores."""
+        bad = [v.path for v in self.model.weights
+               if keras.backend.is_float_dtype(v.dtype) and not bool(tf.reduce_all(tf.math.is_finite(v)))]
+        if bad:
+            raise TrainingDiverged(
+                f"{self.config.dataset}/{self.config.model}: non-finite weights {when} "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); stopped without saving "
+                f"(the best and latest checkpoints are from before)")
+
     def _end_epoch(self, epoch, sums, steps_done, validation, writer, started) -> dict:
         """Validation, the learning-rate plateau rule, checkpoints and the history record."""
         config, state = self.config, self.state
         kl_schedule = config.kl_schedule_spec
         train_seconds = time.perf_counter() - started  # the training pass (and compiles)
+        self.check_finite_weights(f"after the training pass of epoch {epoch}")
         end_weight = kl_schedule.at_epoch_end(epoch)
         val = self.steps.loss_sums(validation, end_weight)
         record = {"epoch": epoch, "train_loss": sums[0] / max(steps_done, 1),
