@@ -43,7 +43,18 @@ def test_the_summary_reads_the_schedule_the_best_epoch_and_the_timing():
     assert s.first_epoch_seconds == 400.0
     # the others: 120, 110, 100, 90, 105, 95, 98 -> sorted 90 95 98 100 105 110 120
     assert (s.median_epoch_seconds, s.min_epoch_seconds, s.max_epoch_seconds) == (100.0, 90.0, 120.0)
+    assert s.slow_epochs == ()
     assert s.total_hours == pytest.approx(1118.0 / 3600)
+
+
+def test_slow_epochs_are_listed_apart_from_the_range():
+    run = a_run()
+    run[5] = dict(run[5], epoch_seconds=400.0)  # epoch 6 (from 1) resumed with its compiles
+    s = summarize(run)
+    # the others: 120 110 100 90 400 95 98 -> median 100; 400 > 1.5 x 100
+    assert s.median_epoch_seconds == 100.0 and s.slow_epochs == ((6, 400.0),)
+    assert (s.min_epoch_seconds, s.max_epoch_seconds) == (90.0, 120.0)
+    assert "median 100 s (90-120; above 1.5x the median: epoch 6 400 s)" in format_summary(s)
 
 
 def test_a_spike_is_an_epoch_above_both_neighbours_by_the_ratio():
@@ -79,6 +90,7 @@ def test_the_cli_reads_a_run_directory_or_a_history_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "best: epoch 6, validation -ELBO 2.7000" in out
     assert "learning rate divided after epochs: 7, 8" in out
+    assert "KL weight 1 from the end of epoch 4 (validation -ELBO there 3.0000)" in out
     assert ("spike: epoch 4, training loss 4.000 against 2.500 around it; largest batch loss 250.00 "
             "at step 17, largest gradient norm 42") in out
     assert history_cli.main([str(run_dir), "--spike-ratio", "1.7"]) == 0

@@ -69,7 +69,8 @@ class TrainConfig:
     # The importance samples of the NLL are evaluated in chunks of at most 10 and at most
     # this many (samples x sequences x padded steps) at once (`training.steps.nll_chunk`):
     # memory grows with it (~80 KB each for the paper's AF/SCF, so ~5 GiB); JSB's
-    # batches of 16 keep chunks of 10.
+    # batches of 16 keep chunks of 10. A chunk is never below one sample, so a batch
+    # longer than the budget alone (sequences x padded steps) exceeds it.
     nll_chunk_budget: int = 65536
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -265,7 +266,7 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     parser.add_argument("--nll-samples", type=int)
     parser.add_argument("--nll-chunk-budget", type=int,
                         help="evaluate the NLL's importance samples in chunks of at most this many "
-                             "samples x sequences x padded time steps (and at most 10 samples): "
+                             "samples x sequences x padded time steps (and at most 10 samples, at least 1): "
                              "bounds the evaluation's memory (default 65536, ~5 GiB for the paper's "
                              "flow sizes)")
     parser.add_argument("--validation-nll-samples", type=int,

@@ -7,9 +7,14 @@ The trainer appends one record per epoch (`Trainer._end_epoch`; `epoch` counts f
     best epoch        the last epoch whose validation -ELBO improved on every earlier
                       one after the KL ramp (`improved`; the `best` checkpoint's epoch)
     decays            the epochs after which the plateau rule divided the learning rate
-    first full weight the first epoch trained at KL weight 1, and its validation -ELBO
-    timing            the first epoch (with the XLA compiles) apart; median, min and
-                      max of the others; the sum of all (`epoch_seconds`)
+    full weight       the epoch at whose end the KL weight reached 1 (the ramp's last,
+                      trained at weights below 1) and its validation -ELBO (at weight 1)
+    timing            the first epoch (with the XLA compiles) apart; the median of the
+                      others, their min and max without the slow ones (above
+                      `SLOW` x the median: an epoch that resumed a run and compiled
+                      again, or ran beside other work or paused), listed apart; the sum
+                      of all (`epoch_seconds`; an epoch resumed after Ctrl-C counts
+                      only its time after the resume, so the sum can fall short)
     spikes            epochs e > 1 whose mean training loss exceeds `ratio` times the
                       larger of its neighbours' (e - 1 and e + 1, the one there is for
                       the last), with the epoch's largest batch loss, its step and the
@@ -30,7 +35,9 @@ import json
 import pathlib
 import statistics
 
-__all__ = ["Spike", "HistorySummary", "read_history", "summarize", "format_summary"]
+__all__ = ["SLOW", "Spike", "HistorySummary", "read_history", "summarize", "format_summary"]
+
+SLOW = 1.5  # an epoch above SLOW x the median epoch is listed apart
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +57,15 @@ class HistorySummary:
     best_validation_loss: float | None
     best_validation_kl: float | None
     lr_decays_after: tuple[int, ...]  # epochs from 1
-    first_full_weight_epoch: int | None
+    first_full_weight_epoch: int | None  # from 1: the KL weight is 1 at its end
     first_full_weight_validation_loss: float | None
     last_train_loss: float
     last_validation_loss: float
     first_epoch_seconds: float
     median_epoch_seconds: float | None  # epochs after the first
-    min_epoch_seconds: float | None
+    min_epoch_seconds: float | None  # of those, without the slow ones
     max_epoch_seconds: float | None
+    slow_epochs: tuple[tuple[int, float], ...]  # (epoch from 1, seconds) above SLOW x median
     total_hours: float
     spikes: tuple[Spike, ...]
 
@@ -80,6 +88,9 @@ def summarize(records: list[dict], ratio: float = 1.3) -> HistorySummary:
     best = improved[-1] if improved else None
     full = [r for r in records if r.get("kl_weight") == 1.0]
     later = [r["epoch_seconds"] for r in records[1:]]
+    median = statistics.median(later) if later else None
+    slow = tuple((e + 2, t) for e, t in enumerate(later) if t > SLOW * median)
+    usual = [t for t in later if t <= SLOW * median] if later else []
     spikes = []
     losses = [r["train_loss"] for r in records]
     for e in range(1, len(records)):
@@ -99,9 +110,10 @@ def summarize(records: list[dict], ratio: float = 1.3) -> HistorySummary:
         last_train_loss=records[-1]["train_loss"],
         last_validation_loss=records[-1]["validation_loss"],
         first_epoch_seconds=records[0]["epoch_seconds"],
-        median_epoch_seconds=statistics.median(later) if later else None,
-        min_epoch_seconds=min(later) if later else None,
-        max_epoch_seconds=max(later) if later else None,
+        median_epoch_seconds=median,
+        min_epoch_seconds=min(usual) if usual else None,
+        max_epoch_seconds=max(usual) if usual else None,
+        slow_epochs=slow,
         total_hours=sum(r["epoch_seconds"] for r in records) / 3600,
         spikes=tuple(spikes))
 
@@ -116,12 +128,14 @@ def format_summary(summary: HistorySummary) -> str:
     lines = [
         f"epochs: {s.epochs} ({s.total_hours:.2f} h); first epoch {s.first_epoch_seconds:.0f} s, "
         f"the others median {_value(s.median_epoch_seconds, '.0f')} s "
-        f"({_value(s.min_epoch_seconds, '.0f')}-{_value(s.max_epoch_seconds, '.0f')})",
+        f"({_value(s.min_epoch_seconds, '.0f')}-{_value(s.max_epoch_seconds, '.0f')}"
+        + (f"; above {SLOW:g}x the median: " + ", ".join(f"epoch {e} {t:.0f} s" for e, t in s.slow_epochs)
+           if s.slow_epochs else "") + ")",
         f"best: epoch {_value(s.best_epoch, 'd')}, validation -ELBO {_value(s.best_validation_loss, '.4f')} "
         f"(KL {_value(s.best_validation_kl, '.3f')})",
         f"learning rate divided after epochs: {', '.join(map(str, s.lr_decays_after)) or '-'}",
-        f"first epoch at KL weight 1: {_value(s.first_full_weight_epoch, 'd')} "
-        f"(validation -ELBO {_value(s.first_full_weight_validation_loss, '.4f')})",
+        f"KL weight 1 from the end of epoch {_value(s.first_full_weight_epoch, 'd')} "
+        f"(validation -ELBO there {_value(s.first_full_weight_validation_loss, '.4f')})",
         f"last epoch: training {s.last_train_loss:.4f}, validation {s.last_validation_loss:.4f}",
     ]
     if not s.spikes:
