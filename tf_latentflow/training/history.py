@@ -22,7 +22,7 @@ The trainer appends one record per epoch (`Trainer._end_epoch`; `epoch` counts f
                       (`training.step_statistics`)
 
 The first epoch is never a spike (it descends from the initialisation). The default
-ratio, 1.3, flags the same 9 epochs of the 38 histories under `results/` as 1.2 does
+ratio, 1.3, flags the same 9 epochs of the 39 histories under `results/` as 1.2 does
 (1.1 adds 3 ordinary ones); a KL ramp raises the loss monotonically, so it flags none.
 
     python -m trainers.history results/nottingham/af-scf-seed0.history.jsonl
