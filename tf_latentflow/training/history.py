@@ -90,7 +90,7 @@ def summarize(records: list[dict], ratio: float = 1.3) -> HistorySummary:
     later = [r["epoch_seconds"] for r in records[1:]]
     median = statistics.median(later) if later else None
     slow = tuple((e + 2, t) for e, t in enumerate(later) if t > SLOW * median)
-    usual = [t for t in later if t <= SLOW * median] if later else []
+    usual = [t for t in later if t <= SLOW * median]
     spikes = []
     losses = [r["train_loss"] for r in records]
     for e in range(1, len(records)):

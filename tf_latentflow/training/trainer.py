@@ -90,8 +90,6 @@ class Trainer:
         self.output_dir = self.run_dir.path
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.policy = resolve_precision(config.mixed_precision)
-        # float16 loss scaling skips an update whose gradient is not finite
-        self.loss_scaled = self.policy == "mixed_float16"
         if not force_new:
             check_resumable(self.run_dir, config, log)
             check_precision(self.run_dir, config, self.policy)
@@ -241,7 +239,9 @@ class Trainer:
                 run_step = global_step - (step - at)
                 if group:  # an update; its norm is NaN when not measured
                     measured = self.steps.measures_grad_norm
-                    if measured and not math.isfinite(norm) and not self.loss_scaled:
+                    # a loss-scale optimizer (mixed float16) skips such an update instead
+                    if (measured and not math.isfinite(norm)
+                            and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):
                         raise TrainingDiverged(
                             f"{config.dataset}/{config.model}: non-finite gradient norm ({norm}) at "
                             f"epoch {epoch}, step {at} (its update made the weights non-finite); "
