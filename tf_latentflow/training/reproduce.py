@@ -268,6 +268,7 @@ class Reproducer:
         130 when stopped by a signal (the interrupted run resumes next time)."""
         for run in runs:  # every command is valid before the first run starts
             self.command(run, self.run_dir(run))
+        self._stop = False
         with _exclusive(self.runs_dir), self._signals():
             failed = 0
             for index, run in enumerate(runs, 1):
