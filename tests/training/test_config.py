@@ -115,7 +115,7 @@ def test_regularisation_flags_parse_and_reach_the_model_settings():
                     "--weight-decay", "1e-4"])
     assert (config.model_settings.inference_dropout, config.model_settings.emission_dropout,
             config.weight_decay) == (0.2, 0.3, 1e-4)
-    # JSB flows default to dropout 0.2 in both BiLSTMs (measured, RESULTS.md); other datasets 0
+    # JSB flows default to dropout 0.2 in both BiLSTMs (measured, results/README.md); other datasets 0
     plain = parse(["--model", "af-scf"])
     assert (plain.inference_dropout, plain.emission_dropout, plain.weight_decay) == (0.2, 0.2, 0.0)
     assert parse(["--model", "af-scf", "--inference-dropout", "0", "--emission-dropout", "0"]

@@ -13,7 +13,7 @@ level, 10.78 (Adam 1e-3 at batch 5: 8.95 after 5 epochs); on PTB characters
 (1500 training sentences, batch 32, sizes 256) validation 3.46, 4.48, 3.98, 3.71
 and 7.23 nats per character in epochs 0-4, then 2.99-3.00 for 7 epochs at lr 5,
 the unigram entropy of the characters (3.00), where Adam 1e-3 reached 2.41
-after 2 epochs (RESULTS.md, PTB).
+after 2 epochs (results/README.md, PTB).
 Text (PTB characters) uses 10 ELBO samples, KL 0 for 4 epochs then a ramp over
 10. After the ramp, the learning rate is divided by 4 whenever the validation
 loss has not improved for `patience` epochs. 100 epochs, 50 importance samples
@@ -22,7 +22,7 @@ new Adam (moments and bias correction start over); here the moments carry over
 unless `reset_optimizer_on_decay`. One choice beyond the reference: the JSB flow
 models default to dropout 0.2 in the encoder's and the emission's BiLSTMs
 (`inference_dropout`, `emission_dropout`; AF/SCF, seeds 0 and 1: test 6.528 and
-6.555 nats per step against 6.785 and 6.68 without; RESULTS.md); every other
+6.555 nats per step against 6.785 and 6.68 without; results/README.md); every other
 dataset keeps the reference's 0.
 """
 
@@ -216,7 +216,7 @@ def _dataset_defaults(dataset: str, model: str) -> dict:
                     nll_samples=50, prior_dropout=0.0 if iaf else 0.2, **(dict(num_flow_layers=3) if iaf else {}))
     if dataset == "jsb_chorales":
         # Beyond the reference: dropout 0.2 in the encoder's and the emission's BiLSTMs
-        # (measured on AF/SCF, seed 0: test 6.528 against 6.785 without; RESULTS.md).
+        # (measured on AF/SCF, seed 0: test 6.528 against 6.785 without; results/README.md).
         return dict(batch_size=5, elbo_samples=1, kl_zero_epochs=20, kl_ramp_epochs=15, patience=2,
                     inference_dropout=0.2, emission_dropout=0.2)
     if dataset == "nottingham":

@@ -9,7 +9,7 @@ for the two shapes:
                  = s + (1 - s) (i - zero) / ramp      zero <= i <= zero + ramp
                  = 1                                  i > zero + ramp
         the ramp (and the plateau rule) is done from epoch zero + ramp + 1 on.
-    "early" (this project's first schedule, the results under results/jsb-v1):
+    "early" (this project's first schedule, the results under results/archive/jsb-v1):
         w_end(i) = s                                  i < zero
                  = s + (1 - s) min(1, (i + 1 - zero) / ramp)   otherwise
         done from the first epoch whose w_end is 1 (zero + ramp - 1).

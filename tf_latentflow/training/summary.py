@@ -1,4 +1,4 @@
-"""Seed summaries of finished runs: the table of `RESULTS.md` from the runs' results.json.
+"""Seed summaries of finished runs: the table of `results/README.md` from the runs' results.json.
 
 For the runs of one dataset (files `<model>-seed<k>.json` as `results/<dataset>/` keeps
 them, each a run's results.json with its config), per model:
@@ -161,7 +161,7 @@ def seed_rows(directory) -> list[SeedRow]:
 
 
 def markdown(rows: list[SeedRow]) -> str:
-    """The rows as the Markdown table of `RESULTS.md` (commands below it)."""
+    """The rows as the Markdown table of `results/README.md` (commands below it)."""
     lines = ["| model | seeds | test NLL per seed | mean | sd | min | paper | mean - paper | "
              "training (min, mean) |",
              "|---|---|---|---|---|---|---|---|---|"]
