@@ -7,6 +7,7 @@ from tf_latentflow.data import DataError
 from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, results_table, run
 from tf_latentflow.training import xla_cache
 from tf_latentflow.training.config import add_arguments, config_from_args
+from tf_latentflow.training.resume import inherit_saved
 
 
 def main(argv, *, prog, datasets, default_dataset, description):
@@ -23,6 +24,8 @@ def main(argv, *, prog, datasets, default_dataset, description):
     del args.force_new, args.xla_cache_dir
     try:
         config = config_from_args(args)
+        if not force_new:  # a run to resume keeps how its batches are made (resume.INHERITED_SETTINGS)
+            config = inherit_saved(config, {name for name, value in vars(args).items() if value is not None})
     except ValueError as error:  # settings that cannot work: refused before anything is written
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -247,7 +247,7 @@ def latest_weights(run_dir):
 
     reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "latest"))
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+            if k.startswith("model_variables/")}
 
 
 @pytest.mark.slow

@@ -295,15 +295,15 @@ def test_jit_compiled_steps_train_like_the_graph_steps(tmp_path):
 
 
 @pytest.mark.slow  # the default suite's 10-minute budget
-@pytest.mark.parametrize("pad_to_bucket", [False, True])
-def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path, pad_to_bucket):
+@pytest.mark.parametrize("batching,pad_to_bucket", [("bucketed", False), ("bucketed", True), ("pooled", False)])
+def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path, batching, pad_to_bucket):
     """With jit_compile, precompile() compiles every shape of data.batch_shapes before the
     first step, without moving a weight, an optimizer slot or the step counter; every batch
     of several epochs then has one of those shapes (so no compile happens after it). With
-    pad_to_bucket the shapes are one per bucket (2 here)."""
+    pad_to_bucket the shapes are one per bucket (2 here); pooled, one per length-grid point (3)."""
     config = default_config("jsb", "lstm", str(tmp_path / "pre"),
                             **dict(TINY, epochs=4, batch_size=5, num_buckets=2, jit_compile=True,
-                                   pad_to_bucket=pad_to_bucket))
+                                   pad_to_bucket=pad_to_bucket, batching=batching, length_grid_size=3))
     bundle = synthetic_music_bundle(sizes=(12, 6, 6), max_len=40)  # lengths 3..39: 3 shapes
     trainer = trainer_lib.Trainer(config, bundle=bundle, log=lambda *_: None)
     shapes = set(D.batch_shapes(trainer.bundle.lengths["train"],
@@ -330,6 +330,9 @@ def test_precompile_covers_every_training_shape_and_changes_nothing(tmp_path, pa
     assert set(met) <= shapes and len(met) == 4 * steps
     if pad_to_bucket:
         assert len(shapes) == 2
+    if batching == "pooled":
+        assert {t for _, t in shapes} == set(D.length_grid(trainer.bundle.lengths["train"], 3))
+        assert len(shapes) == 3
 
 
 @pytest.mark.slow  # ~1 min: one XLA compile per batch shape of a flow model

@@ -18,6 +18,7 @@ Modules:
   catalog       the datasets: names, kinds, aliases, units, builders; `prepare`
   pipeline      BatchConfig, make_batches, distribute_batches, padded_length, batch_shapes,
                 bucket_ceilings
+  pooling       length-pooled batching: epoch_batches, length_grid, padding_ratio
   stats         per-split statistics (the `info` CLI)
 """
 
@@ -27,10 +28,12 @@ from tf_latentflow.data.pipeline import (BatchConfig, batch_shapes, bucket_ceili
                                          fixed_subset, make_batches,
                                          padded_length, quantile_boundaries, split_lengths,
                                          to_sequences, unpad)
+from tf_latentflow.data.pooling import epoch_batches, length_grid, padding_ratio
 
 __all__ = [
     "ALIASES", "DATASETS", "NUM_NOTES", "canonical_name", "prepare", "DataError", "MissingDataError",
     "BatchConfig", "batch_shapes", "bucket_ceilings", "distribute_batches", "fixed_subset",
     "make_batches", "padded_length",
     "quantile_boundaries", "split_lengths", "to_sequences", "unpad",
+    "epoch_batches", "length_grid", "padding_ratio",
 ]

@@ -34,6 +34,11 @@ sentences, batch 15) nearly every batch's longest sentence is already near its
 bucket's upper end, so this costs little padding and cuts the shapes XLA compiles
 from one per grid length (17 for PTB characters) to one per bucket (4).
 
+Length-pooled batching (`pool_batches` > 0, `pooling`): the reference iterator's
+shuffle, pools of about `pool_batches` batches sorted by length, batches shuffled
+within each pool; the time axis padded to a grid of lengths chosen for the split
+(`pooling.length_grid`). Batches then hold sequences of nearly one length.
+
 `distribute_batches` builds the same pipeline once per input pipeline of a
 `tf.distribute.Strategy`, with per-replica batch size = global // replicas.
 
@@ -56,6 +61,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from tf_latentflow.data import pooling
 
 # Enough for any of the five benchmarks (PTB train has 41740 sentences): a full shuffle.
 DEFAULT_SHUFFLE_BUFFER = 65536
@@ -87,6 +94,11 @@ class BatchConfig:
         (`bucket_ceilings`), not to its own longest sequence (module docstring).
       longest: the longest sequence of the split; needed by pad_to_bucket (the
         last bucket's ceiling). A longer sequence fails the pipeline.
+      pool_batches: > 0: length-pooled batching with pools of about this many batches
+        (`pooling.epoch_batches`; evaluation splits, without shuffle, sorted whole);
+        bucket_boundaries, pad_to_multiple and pad_to_bucket then do not apply.
+      length_grid: with pool_batches, the padded lengths (`pooling.length_grid`): a
+        batch pads to the smallest one >= its longest sequence; () pads to the longest.
       deterministic: keep element order deterministic in parallel maps.
       shuffle_buffer: shuffle buffer size (default: larger than any split).
     """
@@ -100,6 +112,8 @@ class BatchConfig:
     fill_batches: bool = False
     pad_to_bucket: bool = False
     longest: int | None = None
+    pool_batches: int = 0
+    length_grid: tuple[int, ...] = ()
     deterministic: bool = True
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
 
@@ -115,6 +129,15 @@ class BatchConfig:
             raise ValueError(f"BatchConfig: pad_to_bucket needs the split's longest length, got {self.longest}")
         if self.shuffle and self.seed is None:
             raise ValueError("BatchConfig: shuffle=True needs a seed (reproducible order)")
+        if self.pool_batches < 0:
+            raise ValueError(f"BatchConfig: pool_batches must be >= 0, got {self.pool_batches}")
+        if self.pool_batches and (self.bucket_boundaries or self.pad_to_bucket or self.pad_to_multiple > 1):
+            raise ValueError("BatchConfig: pooled batching (pool_batches > 0) pads to length_grid, not to "
+                             "buckets or a multiple")
+        if self.length_grid and not self.pool_batches:
+            raise ValueError("BatchConfig: length_grid applies to pooled batching (pool_batches > 0)")
+        if any(a >= b for a, b in zip(self.length_grid, self.length_grid[1:])):
+            raise ValueError(f"BatchConfig: length_grid must be increasing, got {self.length_grid}")
 
 
 def to_sequences(examples: tf.data.Dataset) -> tf.data.Dataset:
@@ -191,7 +214,9 @@ def batch_shapes(lengths: Sequence[int], config: "BatchConfig") -> list[tuple[in
     with `pad_to_bucket`, the ceiling of each bucket that holds one of the lengths."""
     if not config.fill_batches:
         raise ValueError("batch_shapes: the batch axis is only fixed with fill_batches=True")
-    if config.pad_to_bucket:
+    if config.pool_batches:
+        grid = sorted({pooling.grid_length(int(n), config.length_grid) for n in lengths})
+    elif config.pad_to_bucket:
         ceilings = bucket_ceilings(config)
         grid = sorted({ceilings[i] for i in bucket_index(np.asarray(lengths, np.int64),
                                                           config.bucket_boundaries)})
@@ -251,7 +276,9 @@ def _add_mask(batch, pad_to_multiple: int = 1, bucket_padding=None):
 
 
 def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Dataset:
-    """Shuffle (seeded), bucket by length, pad and batch a split; see the module docstring."""
+    """Shuffle (seeded), bucket or pool by length, pad and batch a split; see the module docstring."""
+    if config.pool_batches:
+        return _with_options(_pooled_batches(examples, config), config)
     ds = to_sequences(examples)
     if config.shuffle:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
@@ -272,10 +299,46 @@ def make_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Data
     ds = ds.map(functools.partial(_add_mask, pad_to_multiple=config.pad_to_multiple,
                                   bucket_padding=bucket_padding),
                 num_parallel_calls=MAP_PARALLELISM, deterministic=True)
+    return _with_options(ds, config)
+
+
+def _with_options(ds: tf.data.Dataset, config: BatchConfig) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = config.deterministic
     options.autotune.enabled = False  # releasing an autotuned iterator can take a minute
     return ds.prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+def _pooled_batches(examples: tf.data.Dataset, config: BatchConfig) -> tf.data.Dataset:
+    """Length-pooled batches (`pooling`): the split is read into memory when the dataset
+    is made (the music splits and PTB's are megabytes), its epoch order drawn from the
+    seed, and each batch padded in NumPy."""
+    sequences = to_sequences(examples)
+    spec = sequences.element_spec["x"]
+    items = [item["x"] for item in sequences.as_numpy_iterator()]
+    lengths = np.array([len(x) for x in items], np.int64)
+    order = pooling.epoch_batches(lengths, config.batch_size, seed=config.seed if config.shuffle else None,
+                                  pool_batches=config.pool_batches) if len(items) else []
+    feature_shape = tuple(spec.shape[1:])
+    dtype = spec.dtype.as_numpy_dtype
+
+    def generate():
+        for index in order:
+            steps = pooling.grid_length(int(lengths[index].max()), config.length_grid)
+            rows = list(index) + [index[0]] * ((config.batch_size - len(index)) if config.fill_batches else 0)
+            x = np.zeros((len(rows), steps) + feature_shape, dtype)
+            for r, i in enumerate(rows):
+                x[r, :lengths[i]] = items[i]
+            batch_lengths = lengths[rows].astype(np.int32)
+            weight = (np.arange(len(rows)) < len(index)).astype(np.float32)
+            mask = (np.arange(steps)[None, :] < batch_lengths[:, None]).astype(np.float32)
+            yield {"x": x, "lengths": batch_lengths, "mask": mask, "weight": weight}
+
+    rows = config.batch_size if config.fill_batches else None
+    signature = {"x": tf.TensorSpec((rows, None) + feature_shape, spec.dtype),
+                 "lengths": tf.TensorSpec((rows,), tf.int32), "mask": tf.TensorSpec((rows, None), tf.float32),
+                 "weight": tf.TensorSpec((rows,), tf.float32)}
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
 
 def unpad(batch) -> list[np.ndarray]:

@@ -1,9 +1,11 @@
 """What the training loop reads: a dataset's splits, their batches, and p(T) from them.
 
-Training batches are shuffled with a seed fixed by (seed, epoch), bucketed by length;
-with jit_compile they are padded to a grid of lengths (`data.padded_length`) and filled
-to the batch size with weight-0 rows, so that XLA meets a fixed set of shapes
-(`data.batch_shapes`), all known before the first step.
+Training batches are shuffled with a seed fixed by (seed, epoch) and pooled by length
+(`data.pooling`; runs configured with batching "bucketed": length buckets); with
+jit_compile they are padded to a grid of lengths (pooled: `data.length_grid` of the
+split, bucketed: `data.padded_length`) and filled to the batch size with weight-0 rows,
+so that XLA meets a fixed set of shapes (`data.batch_shapes`), all known before the
+first step. Evaluation batches (pooled) are the split sorted by length.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from tf_latentflow import data as D
 from tf_latentflow.runs import make_length_model, registry
 from tf_latentflow.training.config import TrainConfig
 
-__all__ = ["XLA_TIME_MULTIPLE", "EPOCH_VALIDATION", "DataBundle", "load_data", "epoch_validation_split",
+__all__ = ["XLA_TIME_MULTIPLE", "POOL_BATCHES", "EPOCH_VALIDATION", "DataBundle", "load_data", "epoch_validation_split",
            "batch_config", "batches", "length_model", "zero_batch"]
 
 # With jit_compile, batches are padded to this grid (`data.padded_length`: multiples of
 # 16 steps up to 256, coarser above) and training batches filled to the batch size, so
 # that XLA compiles one program per padded length (~10 for JSB), all before epoch 1.
 XLA_TIME_MULTIPLE = 16
+# Pooled batching (`data.pooling`): pools of about this many batches, as the reference's
+# torchtext iterator.
+POOL_BATCHES = 100
 # The fixed validation subset of `--validation-subset` (a split of the bundle only).
 EPOCH_VALIDATION = "validation_subset"
 
@@ -73,6 +78,12 @@ def batch_config(config: TrainConfig, bundle: DataBundle, split: str = "train", 
     their length bucket's ceiling) and (training) filled to the batch size, so that every
     training shape is known before the run starts."""
     training = epoch is not None
+    if config.batching == "pooled":
+        grid = D.length_grid(bundle.lengths[split], config.length_grid_size) if config.jit_compile else ()
+        return D.BatchConfig(
+            batch_size=batch_size or (config.batch_size if training else config.eval_batch_size),
+            shuffle=training, seed=(config.seed * 1_000_003 + epoch) if training else None,
+            pool_batches=POOL_BATCHES, length_grid=grid, fill_batches=training and config.jit_compile)
     boundaries = (D.quantile_boundaries(bundle.lengths["train"], config.num_buckets)
                   if config.num_buckets > 1 else ())
     pad_to_bucket = config.pad_to_bucket and config.jit_compile

@@ -9,17 +9,22 @@ one run directory and is refused with `ConfigMismatch`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from tf_latentflow.runs import RunDirectory
 from tf_latentflow.training.config import TrainConfig, saved_value
 
-__all__ = ["ConfigMismatch", "RESUMABLE_SETTINGS", "PATH_SETTINGS", "changed_settings", "check_resumable",
+__all__ = ["ConfigMismatch", "RESUMABLE_SETTINGS", "INHERITED_SETTINGS", "inherit_saved", "PATH_SETTINGS", "changed_settings", "check_resumable",
            "check_precision", "portable_config"]
 
 RESUMABLE_SETTINGS = frozenset({"epochs", "min_learning_rate", "data_dir", "prepared_dir", "evaluate_only",
                                 "eval_batch_size", "nll_samples", "nll_chunk_budget", "validation_nll_samples",
                                 "max_eval_batches", "strategy", "jit_compile"})
+
+# How a run's batches are made: a resumed run keeps its own unless they are given
+# explicitly (a run trained before pooled batching resumes with its length buckets).
+INHERITED_SETTINGS = ("batching", "length_grid_size")
 
 # Where the run's files were on the machine that trained: not part of what the run is.
 PATH_SETTINGS = frozenset({"output_dir", "data_dir", "prepared_dir"})
@@ -44,6 +49,18 @@ def changed_settings(run: RunDirectory, config: TrainConfig) -> dict:
     saved = {key: saved_value(saved, key) for key in now}
     return {key: (saved[key], value) for key, value in now.items()
             if saved[key] != value and key not in PATH_SETTINGS}  # a moved run is the same run
+
+
+def inherit_saved(config: TrainConfig, explicit=frozenset()) -> TrainConfig:
+    """`config` with the INHERITED_SETTINGS of the checkpointed run in its output directory
+    (the legacy value when its config.json predates a setting), except those in
+    `explicit` (the settings the user gave); unchanged when there is no run to resume."""
+    run = RunDirectory(config.output_dir)
+    if not run.config_path.exists() or not run.has_checkpoint():
+        return config
+    saved = run.read_config()
+    return dataclasses.replace(config, **{name: saved_value(saved, name) for name in INHERITED_SETTINGS
+                                          if name not in explicit})
 
 
 def check_resumable(run: RunDirectory, config: TrainConfig, log=print) -> None:
