@@ -42,6 +42,8 @@ FAKE_TRAINER = textwrap.dedent("""
             f.write(json.dumps({"epoch": epoch, "epoch_seconds": 10.0}) + "\\n")
         if (run_dir / "fail").exists():
             sys.exit(3)
+        if (run_dir / "interrupt").exists():
+            sys.exit(130)
     (run_dir / "results.json").write_text(json.dumps({"dataset": "jsb_chorales", "test": {"nll": 6.5},
                                                       "epochs_trained": epochs}))
 """)
@@ -121,6 +123,16 @@ def test_a_signal_stops_the_queue_without_marking_the_run_failed(tmp_path):
     assert run_state(run_dir).status == "partial" and not (run_dir / FAILED_FILE).exists()
     (run_dir / "hold").unlink()
     assert reproducer.run([first, second]) == 0
+
+
+def test_a_trainer_interrupted_on_its_own_stops_the_queue_unmarked(tmp_path):
+    reproducer, launches, lines = fake_reproducer(tmp_path)
+    first, second = two_runs()
+    reproducer.run_dir(first).mkdir(parents=True)
+    (reproducer.run_dir(first) / "interrupt").touch()
+    assert reproducer.run([first, second]) == 130
+    assert launches.read_text().split() == ["lstm-seed0"]
+    assert run_state(reproducer.run_dir(first)) == RunState("partial", 1)
 
 
 def test_one_queue_per_runs_directory(tmp_path):

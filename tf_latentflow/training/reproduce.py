@@ -289,7 +289,7 @@ class Reproducer:
             (run_dir / FAILED_FILE).unlink(missing_ok=True)
             self.log(f"{counter} {run.key}: {state.describe()}, training (log: {run_dir / LOG_FILE})")
             returncode, seconds = self._launch(run, run_dir)
-            if self._stop:
+            if self._stop or returncode == INTERRUPTED:  # Ctrl-C here or to the trainer: it saved
                 return "stopped"
             if returncode != 0 or run_state(run_dir).status != "done":
                 record = {"returncode": returncode, "seconds": seconds,
