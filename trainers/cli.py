@@ -22,6 +22,12 @@ def main(argv, *, prog, datasets, default_dataset, description):
     args = parser.parse_args(argv)
     force_new, cache_dir = args.force_new, args.xla_cache_dir
     del args.force_new, args.xla_cache_dir
+    # Before anything touches TensorFlow's devices: listing them (the default of --jit-compile
+    # asks whether a GPU is visible) reads TF_XLA_FLAGS, and a cache flag added later is ignored.
+    if args.jit_compile is not False:
+        cache_dir = xla_cache.enable(cache_dir)
+    else:
+        cache_dir = None
     try:
         config = config_from_args(args)
         if not force_new:  # a run to resume keeps how its batches are made (resume.INHERITED_SETTINGS)
@@ -29,10 +35,8 @@ def main(argv, *, prog, datasets, default_dataset, description):
     except ValueError as error:  # settings that cannot work: refused before anything is written
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    if config.jit_compile:
-        cache_dir = xla_cache.enable(cache_dir)  # before anything compiles
-        if cache_dir:
-            print(f"XLA compilation cache: {cache_dir}", file=sys.stderr)
+    if config.jit_compile and cache_dir:
+        print(f"XLA compilation cache: {cache_dir}", file=sys.stderr)
     try:
         results = run(config, force_new=force_new)
     except (DataError, ConfigMismatch) as error:

@@ -94,3 +94,20 @@ def test_a_second_process_reuses_the_compiled_steps(tmp_path):
     assert warm_loaded == len(entries)  # every step program read back
     for got, want in zip(warm, cold, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+def test_the_command_line_fills_the_cache_with_xla_on_by_default(tmp_path):
+    """The trainer's CLI enables the cache before anything lists TensorFlow's devices (the
+    --jit-compile default asks whether a GPU is visible, which reads TF_XLA_FLAGS)."""
+    data = os.environ.get("LATENTFLOW_DATA_DIR") or str(TESTS.parents[1] / "shared" / "data")
+    if not (pathlib.Path(data) / "jsb_chorales").is_dir():
+        pytest.skip("JSB Chorales not found")
+    env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
+    argv = [sys.executable, "-m", "trainers.music", "--dataset", "jsb", "--model", "lstm", "--data-dir", data,
+            "--prepared-dir", str(tmp_path / "prepared"), "--output-dir", str(tmp_path / "run"),
+            "--xla-cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--max-steps-per-epoch", "2",
+            "--max-eval-batches", "1", "--embedding-size", "8", "--hidden-units", "8"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert any(p.name.endswith(".pb") for p in (tmp_path / "cache").iterdir())
