@@ -30,6 +30,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -459,12 +460,14 @@ def run(config: TrainConfig, log=print, *, force_new: bool = False) -> dict:
     except LOST_WORKER_ERRORS as error:
         if trainer.role.num_workers == 1:
             raise
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+        lines = [re.sub(r"\{\{.*?\}\}\s*", "", line).strip() for line in str(error).splitlines()]
+        lines = [line for line in lines if line] or [""]
         reason = next((line for line in lines if "abort" in line.lower() or "unhealthy" in line.lower()),
                       lines[0])
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
         raise ClusterError(
             f"{trainer.role.name} of {trainer.role.num_workers}: another worker stopped during the run "
-            f"({type(error).__name__}: {reason[:240]}); {trainer.output_dir} holds the last saved "
+            f"({type(error).__name__}: {reason}); {trainer.output_dir} holds the last saved "
             f"checkpoint: start every worker again with the same command to resume") from None
     finally:
         trainer.close()
