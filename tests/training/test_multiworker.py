@@ -83,7 +83,7 @@ def test_cli_with_malformed_tf_config_exits_with_one_line_and_writes_nothing(tmp
     from trainers.cli import main
 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 0}}')
-    code = main(["--dataset", "jsb", "--model", "lstm", "--strategy", "multiworker",
+    code = main(["--dataset", "jsb", "--model", "lstm", "--strategy", "multiworker", "--no-jit-compile",
                  "--output-dir", str(tmp_path / "run")], prog="trainers.music", datasets=MUSIC_DATASETS,
                 default_dataset="jsb_chorales", description="test")
     err = capsys.readouterr().err.strip()
