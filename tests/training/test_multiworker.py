@@ -335,3 +335,13 @@ def test_a_worker_killed_mid_run_stops_the_other_with_one_line_and_the_run_resum
     assert f"resumed from" in done[0][1] and f"epoch {saved}," in done[0][1]
     assert [json.loads(line)["epoch"] for line in history.read_text().splitlines()] == list(range(5))
     assert json.loads((tmp_path / "run" / "results.json").read_text())["epochs_trained"] == 5
+    # a worker that does not see the chief's run directory (no shared filesystem, simulated
+    # by another --output-dir) would train from scratch: both stop with one line instead
+    split = processes.workers(lambda i: command(i) if i == 0 else trainer_command(
+        tmp_path, "lstm", "elsewhere", "prepared1", "--epochs", "5", "--strategy", "multiworker"), "split")
+    done = [finish(w) for w in split]
+    for code, output in done:
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert code == cluster.EXIT_NO_CLUSTER and len(errors) == 1, output[-3000:]
+        assert "the workers hold different training steps after the resume (15, 0, chief first)" in errors[0]
+        assert "a shared filesystem" in errors[0]
