@@ -6,6 +6,7 @@ import sys
 from tf_latentflow.data import DataError
 from tf_latentflow.training import ConfigMismatch, Interrupted, TrainingDiverged, results_table, run
 from tf_latentflow.training import xla_cache
+from tf_latentflow.training.cluster import EXIT_NO_CLUSTER, ClusterError
 from tf_latentflow.training.config import add_arguments, config_from_args
 from tf_latentflow.training.resume import inherit_saved
 
@@ -45,6 +46,9 @@ def main(argv, *, prog, datasets, default_dataset, description):
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except ClusterError as error:  # --strategy multiworker: TF_CONFIG, or a worker that stopped
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_NO_CLUSTER
     except Interrupted as error:
         print(f"\n{error}", file=sys.stderr)
         return 130
@@ -52,5 +56,6 @@ def main(argv, *, prog, datasets, default_dataset, description):
         print("\nstopped; the last saved checkpoint is intact: re-run the same command to resume",
               file=sys.stderr)
         return 130
-    print(results_table(results))
+    if results:  # {} on a worker other than the chief: the chief evaluates and prints
+        print(results_table(results))
     return 0

@@ -249,7 +249,11 @@ class FastLSTM(keras.layers.Layer):
                what `keras.layers.LSTM` computes on a machine without cuDNN.
       "auto":  "cudnn" when `gpu_available()`, the compute dtype is float16 or
                float32 and the call is not being compiled by XLA; else "scan".
-               Decided at every call (trace), not stored.
+               Decided at every call (trace), not stored. So: on a CPU, or
+               bfloat16, or under jit_compile, "scan"; on a GPU otherwise cuDNN.
+               The real cuDNN kernel has not run in this project's tests (no
+               GPU); `python -m tf_latentflow.selfcheck` compares it with the
+               scan on a GPU (on a CPU: the branch against a stand-in op).
     """
 
     def __init__(self, units, recurrence="auto", **kwargs):

@@ -10,7 +10,8 @@
     RUN/tensorboard/         summaries
 
 The trainer writes it, the exporter and the evaluation read it, the tests make
-tiny ones through it. `load` rebuilds a trained model from config.json and a
+tiny ones through it. Under several workers only the chief writes it; the others
+write the same files into a `scratch_run_directory` that they delete. `load` rebuilds a trained model from config.json and a
 checkpoint without the training code (`build.model_from_config`, `checkpoints`).
 """
 
@@ -21,6 +22,7 @@ import json
 import os
 import pathlib
 import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -28,7 +30,7 @@ from tf_latentflow.runs import registry
 from tf_latentflow.runs.build import model_from_config
 from tf_latentflow.runs.checkpoints import check_model_weights, checkpoint_objects
 
-__all__ = ["CHECKPOINT_KINDS", "RunDirectory", "TrainedRun", "atomic_write"]
+__all__ = ["CHECKPOINT_KINDS", "RunDirectory", "TrainedRun", "atomic_write", "scratch_run_directory"]
 
 # "best": the lowest validation -ELBO (the paper's selection); "best_nll": the lowest
 # importance-sampled validation NLL (kept only with --validation-nll-samples).
@@ -41,6 +43,14 @@ def atomic_write(path: pathlib.Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
+
+
+def scratch_run_directory(label: str) -> "RunDirectory":
+    """A new, empty run directory in the system's temporary directory, for a worker that
+    is not the chief: it writes there what the chief writes into the run directory
+    (checkpoint saving is a collective: every worker saves) and deletes it
+    (TensorFlow's multi-worker guide, "write_filepath")."""
+    return RunDirectory(tempfile.mkdtemp(prefix=f"latentflow-{label}-"))
 
 
 @dataclasses.dataclass(frozen=True)

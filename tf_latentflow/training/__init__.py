@@ -4,6 +4,7 @@
   schedules     KL annealing and the learning-rate plateau rule
   inputs        the dataset's splits and batches, p(T) from them
   distribution  the tf.distribute strategy, clipping across replicas, precision
+  cluster       --strategy multiworker: TF_CONFIG, the chief, agreement between workers
   optimizers    FusedAdam: Keras's Adam with TensorFlow's fused update op
   state         what a run checkpoints; saving and restoring it
   resume        which settings a resumed run may change
@@ -18,8 +19,9 @@ A run's files are a `tf_latentflow.runs.RunDirectory`; its model comes from
 
 from tf_latentflow.training.config import (MODEL_CHOICES, MUSIC_DATASETS, TEXT_DATASETS, TrainConfig,
                                            default_config)
+from tf_latentflow.training.cluster import ClusterError
 from tf_latentflow.training.resume import ConfigMismatch
 from tf_latentflow.training.trainer import Interrupted, Trainer, TrainingDiverged, results_table, run
 
-__all__ = ["ConfigMismatch", "Interrupted", "MODEL_CHOICES", "MUSIC_DATASETS", "TEXT_DATASETS", "TrainConfig",
+__all__ = ["ClusterError", "ConfigMismatch", "Interrupted", "MODEL_CHOICES", "MUSIC_DATASETS", "TEXT_DATASETS", "TrainConfig",
            "Trainer", "TrainingDiverged", "default_config", "results_table", "run"]

@@ -1,10 +1,18 @@
-"""Devices and precision: the tf.distribute strategy, clipping across replicas, the dtype policy."""
+"""Devices and precision: the tf.distribute strategy, clipping across replicas, the dtype policy.
+
+With `--strategy multiworker` the strategy is a `MultiWorkerMirroredStrategy` built from
+TF_CONFIG (`cluster.py`: checked before TensorFlow reads it, and a cluster that does not
+come up within a timeout ends the process with one line instead of a hang).
+"""
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["clip_across_replicas", "global_norm_across_replicas", "select_strategy", "resolve_precision"]
+from tf_latentflow.training.cluster import ClusterError, WorkerRole, multi_worker_strategy, worker_role
+
+__all__ = ["ClusterError", "WorkerRole", "clip_across_replicas", "global_norm_across_replicas",
+           "select_strategy", "resolve_precision", "worker_role"]
 
 
 def global_norm_across_replicas(gradients, loss_scale=1.0) -> tf.Tensor:
@@ -39,10 +47,11 @@ def clip_across_replicas(gradients, clip_norm: float, loss_scale=1.0, norm=None)
 
 
 def select_strategy(name: str) -> tf.distribute.Strategy:
-    """"multiworker", "mirrored" (every local GPU, or the CPU), "default" (one device), or
-    "auto": mirrored when more than one GPU is visible, else the default strategy."""
+    """"multiworker" (`cluster.multi_worker_strategy`: TF_CONFIG, every worker's local GPUs or
+    CPU), "mirrored" (every local GPU, or the CPU), "default" (one device), or "auto":
+    mirrored when more than one GPU is visible, else the default strategy."""
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()

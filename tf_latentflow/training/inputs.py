@@ -97,9 +97,15 @@ def batch_config(config: TrainConfig, bundle: DataBundle, split: str = "train", 
 
 def batches(config: TrainConfig, bundle: DataBundle, split: str, *, epoch: int | None = None,
             batch_size: int | None = None) -> tf.data.Dataset:
-    """Batches of a split (`batch_config`)."""
-    return D.make_batches(bundle.splits[split], batch_config(config, bundle, split, epoch=epoch,
-                                                             batch_size=batch_size))
+    """Batches of a split (`batch_config`). Sharded by data under several workers: every
+    worker builds the same global batches and takes its replicas' rows of each
+    (`tf.distribute`'s AutoShardPolicy.DATA; never whole input files, whose count need
+    not divide among the workers)."""
+    dataset = D.make_batches(bundle.splits[split], batch_config(config, bundle, split, epoch=epoch,
+                                                                batch_size=batch_size))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def length_model(config: TrainConfig, bundle: DataBundle):

@@ -133,9 +133,14 @@ class Checkpoints:
     """The run's checkpointed objects and its `latest`, `best` and `best_nll` checkpoint managers."""
 
     def __init__(self, run: RunDirectory, model, optimizer, state: TrainState, position: EpochPosition,
-                 accumulator: GradientAccumulator | None, log=print):
+                 accumulator: GradientAccumulator | None, log=print, *, read_from: RunDirectory | None = None):
+        """run: where this process writes its checkpoints; read_from: the run directory it
+        restores and evaluates from (default `run`). Under several workers only the chief
+        writes the run directory: the others save into a temporary one (saving is a
+        collective, every worker must save) and read the chief's (`cluster`)."""
         self.model, self.optimizer, self.state, self.position = model, optimizer, state, position
         self.accumulator, self.log, self.run = accumulator, log, run
+        self.read_from = run if read_from is None else read_from
         self.rng = SeedStates(model)
         self.nll_selection = NllSelection()
         self.statistics = EpochStatisticsState()
@@ -159,6 +164,10 @@ class Checkpoints:
     def save_best_nll(self, epochs: int) -> str:
         return self.best_nll.save(checkpoint_number=epochs)
 
+    def has(self, kind: str) -> bool:
+        """Whether the run directory read from holds a checkpoint of `kind`."""
+        return self.read_from.latest_checkpoint(kind) is not None
+
     def _parts_for(self, path) -> dict:
         """The checkpoint objects that read `path` (checked weight by weight first)."""
         layout = check_model_weights(path, self.model)
@@ -172,7 +181,7 @@ class Checkpoints:
         before the epoch position existed are epoch boundaries; those without the NLL
         selection start it afresh; those without the step statistics (an epoch resumed
         inside) count the steps from the resume on."""
-        path = self.latest.latest_checkpoint
+        path = self.read_from.latest_checkpoint("latest")
         if path is None:
             return False
         parts = self._parts_for(path)
@@ -194,13 +203,13 @@ class Checkpoints:
         """Restore the model and TrainState of `best` (else `latest`), or of `best_nll`;
         returns its path."""
         if kind == "best":
-            path = self.best.latest_checkpoint or self.latest.latest_checkpoint
+            path = self.read_from.latest_checkpoint("best") or self.read_from.latest_checkpoint("latest")
         elif kind == "best_nll":
-            path = self.best_nll.latest_checkpoint
+            path = self.read_from.latest_checkpoint("best_nll")
         else:
             raise ValueError(f"kind must be 'best' or 'best_nll', got {kind!r}")
         if path is None:
-            raise FileNotFoundError(f"no {kind} checkpoint in {self.run.path / 'checkpoints'}")
+            raise FileNotFoundError(f"no {kind} checkpoint in {self.read_from.path / 'checkpoints'}")
         parts = self._parts_for(path)
         model_parts = {k: v for k, v in parts.items() if k.startswith("model")}
         tf.train.Checkpoint(**model_parts, state=self.state).restore(
@@ -209,7 +218,7 @@ class Checkpoints:
 
     def run_totals(self, learning_rate: float) -> tuple[int, float]:
         """(epochs trained, training wall seconds) of the whole run: the latest checkpoint's."""
-        path = self.latest.latest_checkpoint
+        path = self.read_from.latest_checkpoint("latest")
         if path is None:
             return int(self.state.epoch.numpy()), float(self.state.wall_seconds.numpy())
         state = TrainState(learning_rate)

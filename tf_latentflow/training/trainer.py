@@ -16,6 +16,12 @@ One `run(config)` serves every dataset and model of the registry:
 
 The run's files are a `runs.RunDirectory`. A NaN or Inf loss, gradient norm (float32)
 or weight stops the run with `TrainingDiverged` before anything is saved.
+
+Several workers (`--strategy multiworker`, `training.cluster`, docs/distributed.md): every
+worker trains, validates and saves (saving is a collective); the chief writes the run
+directory, the others a temporary one that they delete; every worker resumes from the
+run directory, which they must all read at the same path. The final evaluation runs on
+the chief alone. A worker that stops during the run ends the others with `ClusterError`.
 """
 
 from __future__ import annotations
@@ -24,18 +30,24 @@ import itertools
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import threading
 import time
+import weakref
 
 import keras
 import tensorflow as tf
 
 from tf_latentflow import data as D
 from tf_latentflow.runs import RunDirectory, build_model
+from tf_latentflow.runs.directory import scratch_run_directory
 from tf_latentflow.training import schedules
 from tf_latentflow.training.config import TrainConfig
-from tf_latentflow.training.distribution import resolve_precision, select_strategy
+from tf_latentflow.training.cluster import (LOST_WORKER_ERRORS, ClusterError, agree_across_workers,
+                                           sum_across_workers)
+from tf_latentflow.training.distribution import resolve_precision, select_strategy, worker_role
 from tf_latentflow.training.inputs import (DataBundle, batch_config, batches, epoch_validation_split,
                                           length_model, load_data)
 from tf_latentflow.training.optimizers import FusedAdam
@@ -50,7 +62,8 @@ from tf_latentflow.training.steps import TrainSteps, step_seed
 # per this many steps, not after each one.
 HOST_SYNC_STEPS = 10
 
-__all__ = ["ConfigMismatch", "Interrupted", "Trainer", "TrainingDiverged", "results_table", "run"]
+__all__ = ["ClusterError", "ConfigMismatch", "Interrupted", "Trainer", "TrainingDiverged", "results_table",
+           "run"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -84,17 +97,28 @@ class Trainer:
                  force_new: bool = False):
         """force_new: delete a previous run in output_dir (checkpoints, history, results,
         TensorBoard logs, config.json) and start over; otherwise a previous run whose
-        settings differ (beyond `resume.RESUMABLE_SETTINGS`) raises ConfigMismatch."""
+        settings differ (beyond `resume.RESUMABLE_SETTINGS`) raises ConfigMismatch.
+
+        `run_dir` is where this process writes the run: the run directory in output_dir
+        on the chief (and in a single process), a temporary `scratch_run_directory` on
+        the other workers, deleted with the Trainer (or at exit); `shared_run_dir` is
+        the run directory in output_dir, which every worker reads."""
         self.config, self.log = config, log
-        self.run_dir = RunDirectory(config.output_dir)
-        self.output_dir = self.run_dir.path
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.strategy = select_strategy(config.strategy)  # waits for the cluster's workers
+        self.role = worker_role(self.strategy)
+        self.shared_run_dir = RunDirectory(config.output_dir)
+        self.output_dir = self.shared_run_dir.path
         self.policy = resolve_precision(config.mixed_precision)
         if not force_new:
-            check_resumable(self.run_dir, config, log)
-            check_precision(self.run_dir, config, self.policy)
+            check_resumable(self.shared_run_dir, config, log)
+            check_precision(self.shared_run_dir, config, self.policy)
+        if self.role.is_chief:
+            self.run_dir = self.shared_run_dir
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.run_dir = scratch_run_directory(f"{self.role.task_type}{self.role.task_id}")
+            self._remove_scratch = weakref.finalize(self, shutil.rmtree, str(self.run_dir.path), True)
         keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
-        self.strategy = select_strategy(config.strategy)
         self.bundle = bundle or load_data(config)
         vocab_size = len(self.bundle.vocabulary) if self.bundle.vocabulary else None
         with self.strategy.scope():
@@ -105,22 +129,39 @@ class Trainer:
             self.state = TrainState(config.learning_rate)
             self.position = EpochPosition()
             self.accumulator = GradientAccumulator(self.model) if config.grad_accum > 1 else None
-        if force_new:  # only now that the configuration, the data and the model are known good
+        if force_new and self.role.is_chief:  # now that the configuration, data and model are good
             self.run_dir.clear()
+        if force_new and self.role.num_workers > 1:
+            sum_across_workers(self.strategy, [0.0])  # no worker restores before the chief cleared
         self.checkpoints = Checkpoints(self.run_dir, self.model, self.optimizer, self.state, self.position,
-                                       self.accumulator, log=log)
+                                       self.accumulator, log=log, read_from=self.shared_run_dir)
         self.steps = TrainSteps(config, self.model, self.optimizer, self.strategy, self.accumulator)
         self._train_step = None
 
     # -- persistence --------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Delete a non-chief worker's temporary run directory (also done when the Trainer
+        is collected, or at exit); nothing on the chief."""
+        if not self.role.is_chief:
+            self._remove_scratch()
+
     def write_config(self):
+        """config.json: into the run directory on the chief, the temporary one elsewhere."""
         self.run_dir.write_config(portable_config(self.config), self.model, precision_policy=self.policy,
                                   num_replicas=self.strategy.num_replicas_in_sync,
                                   vocabulary=self.bundle.vocabulary)
 
     def restore_latest(self) -> bool:
-        return self.checkpoints.restore_latest()
+        """Restore `latest` from the run directory (False: a new run). Every worker must
+        restore the same checkpoint: workers that do not (one that cannot read the run
+        directory starts afresh) raise ClusterError on every worker."""
+        restored = self.checkpoints.restore_latest()
+        agree_across_workers(
+            self.strategy, self.role, float(self.state.global_step.numpy()), "training steps after the resume",
+            f"every worker restores {self.output_dir / 'checkpoints' / 'latest'}, so every worker must read "
+            f"the chief's run directory at that path (a shared filesystem)")
+        return restored
 
     # -- steps --------------------------------------------------------------------------
 
@@ -167,7 +208,7 @@ class Trainer:
 
     def _fit(self):
         config, state = self.config, self.state
-        self.checkpoints.restore_latest()
+        self.restore_latest()
         self.write_config()
         writer = tf.summary.create_file_writer(str(self.run_dir.tensorboard_dir))
         steps_per_epoch = sum(1 for _ in batches(config, self.bundle, "train", epoch=0))
@@ -355,7 +396,8 @@ class Trainer:
                           exact=self.model.exact_likelihood)
 
     def evaluate(self) -> dict:
-        """Evaluate the best checkpoint and write results.json.
+        """Evaluate the best checkpoint and write results.json (on the chief: the other
+        workers of a cluster evaluate nothing and return {}).
 
         epochs_trained / wall_seconds describe the run (its latest checkpoint); best_epoch /
         best_wall_seconds the evaluated checkpoint (the epochs and training time it took).
@@ -363,6 +405,8 @@ class Trainer:
         `selected_by_validation_nll` (the same fields; evaluated again only when it is
         another epoch's checkpoint than `best`).
         """
+        if not self.role.is_chief:
+            return {}
         epochs_trained, wall_seconds = self.checkpoints.run_totals(self.config.learning_rate)
         path = self.checkpoints.restore_for_evaluation()
         started = time.perf_counter()
@@ -377,7 +421,7 @@ class Trainer:
             "validation": self.evaluate_nll("validation", self.config.nll_samples),
             "test": self.evaluate_nll("test", self.config.nll_samples),
         }
-        if self.checkpoints.best_nll.latest_checkpoint:
+        if self.checkpoints.has("best_nll"):
             results["selected_by_validation_nll"] = self._evaluate_best_nll(results)
         results["evaluation_seconds"] = time.perf_counter() - started
         self.run_dir.write_results(results)
@@ -400,8 +444,30 @@ class Trainer:
 
 
 def run(config: TrainConfig, log=print, *, force_new: bool = False) -> dict:
-    """Train (resuming if the output directory has a checkpoint), then evaluate."""
+    """Train (resuming if the output directory has a checkpoint), then evaluate: results.json's
+    record ({} on a worker other than the chief, which does not evaluate).
+
+    With several workers the others wait for the chief's evaluation (a last collective),
+    and a worker that stopped raises ClusterError on the others."""
     trainer = Trainer(config, log=log, force_new=force_new)
-    if not config.evaluate_only:
-        trainer.fit()
-    return trainer.evaluate()
+    try:
+        if not config.evaluate_only:
+            trainer.fit()
+        results = trainer.evaluate()
+        if trainer.role.num_workers > 1:
+            sum_across_workers(trainer.strategy, [0.0])  # every worker ends after the chief's evaluation
+        return results
+    except LOST_WORKER_ERRORS as error:
+        if trainer.role.num_workers == 1:
+            raise
+        lines = [re.sub(r"\{\{.*?\}\}\s*", "", line).strip() for line in str(error).splitlines()]
+        lines = [line for line in lines if line] or [""]
+        reason = next((line for line in lines if "abort" in line.lower() or "unhealthy" in line.lower()),
+                      lines[0])
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise ClusterError(
+            f"{trainer.role.name} of {trainer.role.num_workers}: another worker stopped during the run "
+            f"({type(error).__name__}: {reason}); {trainer.output_dir} holds the last saved "
+            f"checkpoint: start every worker again with the same command to resume") from None
+    finally:
+        trainer.close()
