@@ -75,3 +75,12 @@ def test_update_rewrites_only_the_block(tmp_path, capsys):
     assert "8.000 (1) · 8.17 · -0.17" in printed
     with pytest.raises(ValueError, match="no `"):
         tables.replace_block("no markers", "1", "x")
+
+
+def test_every_committed_result_describes_the_run_that_trained():
+    """A results file's "config" is the training's; an evaluating call's own settings sit apart."""
+    for path in (ROOT / "results").rglob("*.json"):
+        record = json.loads(path.read_text())
+        if "config" in record and "test" in record:
+            assert record["config"]["evaluate_only"] is False, path
+            assert record.get("evaluation_config", {}).get("evaluate_only", True) is True, path

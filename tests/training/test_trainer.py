@@ -600,6 +600,18 @@ def test_a_run_with_checkpoints_from_before_weights_were_keyed_by_name_resumes(t
     assert np.isfinite(resumed.evaluate()["test"]["nll"])
 
 
+def test_results_of_an_evaluate_only_call_describe_the_training_and_keep_the_call_apart(tmp_path, straight_run):
+    run_dir = tmp_path / "again"
+    shutil.copytree(straight_run[0] / "straight", run_dir)
+    trained = straight_run[2]["config"]
+    assert "evaluation_config" not in straight_run[2] and trained["evaluate_only"] is False
+    again = config_for(tmp_path, "again", evaluate_only=True, epochs=100, nll_samples=2)
+    results = trainer_lib.Trainer(again, bundle=synthetic_bundle(), log=lambda *_: None).evaluate()
+    assert results["config"] == trained  # epochs 3 and the training's nll_samples, not this call's
+    assert results["evaluation_config"] == {"evaluate_only": True, "epochs": 100, "nll_samples": 2}
+    assert results["test"]["num_samples"] == 2
+
+
 def test_evaluate_only_refuses_a_checkpoint_that_does_not_match_the_model(tmp_path, straight_run):
     from tf_latentflow.runs.checkpoints import IncompleteCheckpointError
 

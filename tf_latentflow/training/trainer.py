@@ -44,7 +44,7 @@ from tf_latentflow import data as D
 from tf_latentflow.runs import RunDirectory, build_model
 from tf_latentflow.runs.directory import scratch_run_directory
 from tf_latentflow.training import schedules
-from tf_latentflow.training.config import TrainConfig
+from tf_latentflow.training.config import TrainConfig, saved_value
 from tf_latentflow.training.cluster import (LOST_WORKER_ERRORS, ClusterError, agree_across_workers,
                                            sum_across_workers)
 from tf_latentflow.training.distribution import resolve_precision, select_strategy, worker_role
@@ -410,9 +410,10 @@ class Trainer:
         epochs_trained, wall_seconds = self.checkpoints.run_totals(self.config.learning_rate)
         path = self.checkpoints.restore_for_evaluation()
         started = time.perf_counter()
+        trained = self.training_settings()
         results = {
             "dataset": self.config.dataset, "model": self.config.model,
-            "config": portable_config(self.config),
+            "config": trained,
             "checkpoint": os.path.relpath(path, self.output_dir),
             "epochs_trained": epochs_trained,
             "wall_seconds": wall_seconds,
@@ -421,12 +422,25 @@ class Trainer:
             "validation": self.evaluate_nll("validation", self.config.nll_samples),
             "test": self.evaluate_nll("test", self.config.nll_samples),
         }
+        apart = {key: value for key, value in portable_config(self.config).items() if trained.get(key) != value}
+        if apart:  # the evaluating call's own settings (--evaluate-only, --nll-samples, ...)
+            results["evaluation_config"] = apart
         if self.checkpoints.has("best_nll"):
             results["selected_by_validation_nll"] = self._evaluate_best_nll(results)
         results["evaluation_seconds"] = time.perf_counter() - started
         self.run_dir.write_results(results)
         self.log(json.dumps({k: results[k] for k in ("validation", "test")}))
         return results
+
+    def training_settings(self) -> dict:
+        """The settings the evaluated run trained with: this call's, or with --evaluate-only
+        those of the run directory's config.json (written by the call that trained; a
+        setting it predates takes its legacy value)."""
+        now = portable_config(self.config)
+        if not (self.config.evaluate_only and self.run_dir.config_path.exists()):
+            return now
+        saved = self.run_dir.read_config()
+        return {key: saved_value(saved, key) for key in now}
 
     def _evaluate_best_nll(self, by_elbo: dict) -> dict:
         """The `best_nll` checkpoint's epochs and NLL (those of `by_elbo`, the `best`
