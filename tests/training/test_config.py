@@ -41,7 +41,7 @@ def test_baseline_and_text_defaults_and_overrides():
         10, 4, 10, 0.0)
     config = parse(["--model", "af-af", "--batch-size", "7", "--scalar-map", "affine",
                     "--flow-hidden-units", "64", "64"])
-    assert config.batch_size == 7 and config.prior_name == "af-af-nlsq"
+    assert config.batch_size == 7 and config.prior_name == "af-af-affine"
     assert config.flow_hidden_units == (64, 64)
     # bucket padding: on for text (both kinds of model), off for music, a flag either way
     assert text.pad_to_bucket and text_lstm.pad_to_bucket and not lstm.pad_to_bucket
@@ -99,7 +99,7 @@ def test_conditioner_options_parse_validate_and_reach_the_prior():
 
     config = parse(["--model", "af-af", "--nlsq-damping", "--flow-context", "first",
                     "--flow-init", "reference"])
-    assert prior_options(config.model_settings) == dict(lstm_dropout=0.2, damped_nlsq=True,
+    assert prior_options(config.model_settings) == dict(lstm_dropout=0.2, nlsq_damping=True,
                                          flow_context_layers="first", flow_init="reference")
     # defaults add nothing, so an older run's model_config reads the same
     assert prior_options(parse(["--model", "af-only"]).model_settings) == {}

@@ -48,7 +48,7 @@ class HiddenFlowStack(keras.layers.Layer):
         "elementwise" (context-only conditioners).
       num_layers: L (paper: 5).
       hidden_units: conditioner hidden widths (paper: 2 x 100).
-      scalar_map: a key of `bijectors.SCALAR_MAPS` ("nlsq" default, "nlsq-damped", "affine").
+      scalar_map: a key of `bijectors.SCALAR_MAPS` ("nlsq" default, "nlsq-damping", "affine").
       context_size: size of the context vector, or None for an unconditional stack.
       activation: conditioner hidden activation.
       context_layers: where the context enters each conditioner: "all" layers or the
