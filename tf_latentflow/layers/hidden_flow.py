@@ -1,6 +1,6 @@
 """The multilayer flow within one time step: AF-in-hidden and SCF-in-hidden stacks.
 
-Paper section 4.3 (table 2): at step t the prior maps eps_t in R^H to z_t by L
+Paper section 4.3: at step t the prior maps eps_t in R^H to z_t by L
 layers (default 5) of either
 
   "af"   AutoregressiveFlow with a MADE conditioner (sampling serial in H,

@@ -1,7 +1,7 @@
 """What a run's `history.jsonl` says: schedule, best epoch, timing and one-epoch spikes.
 
 The trainer appends one record per epoch (`Trainer._end_epoch`; `epoch` counts from 0).
-`summarize` reads off what `RESULTS.md` reports for every run, in the units it uses
+`summarize` reads off what `results/README.md` reports for every run, in the units it uses
 (epochs counted from 1, as checkpoints are numbered: "best after epoch 53 of 59"):
 
     best epoch        the last epoch whose validation -ELBO improved on every earlier
