@@ -3,27 +3,25 @@
 Defaults reproduce the reference commands (harvardnlp/TextFlow README and
 config.py): music flow models train with Adam 1e-3, gradient clipping 0.25,
 1 ELBO sample, KL weight 0 for 20 epochs then a linear ramp over 15, batch 5
-(JSB, Nottingham) or 1 with 8-step accumulation in the reference (Piano-midi,
-MuseData; here batch 1), patience 2, and dropout 0.2 inside the prior LSTM;
-the LSTM baseline uses dropout 0.1 and patience 4, and the flow models' Adam 1e-3
-instead of the reference's SGD at learning rate 20, which fails here on both
-kinds of data: on music (JSB, batch 15) validation 271 nats/step after epoch 0,
-still 14-24 after 6 epochs, and at batch 5 a plateau at the independent-note
-level, 10.78 (Adam 1e-3 at batch 5: 8.95 after 5 epochs); on PTB characters
-(1500 training sentences, batch 32, sizes 256) validation 3.46, 4.48, 3.98, 3.71
-and 7.23 nats per character in epochs 0-4, then 2.99-3.00 for 7 epochs at lr 5,
-the unigram entropy of the characters (3.00), where Adam 1e-3 reached 2.41
-after 2 epochs (RESULTS.md, PTB).
-Text (PTB characters) uses 10 ELBO samples, KL 0 for 4 epochs then a ramp over
-10. After the ramp, the learning rate is divided by 4 whenever the validation
-loss has not improved for `patience` epochs. 100 epochs, 50 importance samples
-for the reported NLL. One known difference: at each decay the reference makes a
-new Adam (moments and bias correction start over); here the moments carry over
-unless `reset_optimizer_on_decay`. One choice beyond the reference: the JSB flow
-models default to dropout 0.2 in the encoder's and the emission's BiLSTMs
-(`inference_dropout`, `emission_dropout`; AF/SCF, seeds 0 and 1: test 6.528 and
-6.555 nats per step against 6.785 and 6.68 without; RESULTS.md); every other
-dataset keeps the reference's 0.
+(JSB, Nottingham) or batch 1 with 8-step gradient accumulation (Piano-midi,
+MuseData), patience 2, and dropout 0.2 inside the prior LSTM. The LSTM baseline
+uses dropout 0.1 and patience 4, and the flow models' Adam 1e-3 instead of the
+reference's SGD at learning rate 20, which does not train here, on music or on text:
+it stays at or returns to the level of independent notes (music) or of the unigram
+entropy of the characters (PTB), where Adam learns. Text (PTB characters) uses
+10 ELBO samples, KL 0 for 4 epochs then a ramp over 10. After the ramp, the learning
+rate is divided by 4 whenever the validation loss has not improved for `patience`
+epochs. 100 epochs, 50 importance samples for the reported NLL.
+
+One known difference: at each decay the reference makes a new Adam (moments and
+bias correction start over); here the moments carry over unless
+`reset_optimizer_on_decay`. One choice beyond the reference: the JSB flow models
+default to dropout 0.2 in the encoder's and the emission's BiLSTMs
+(`inference_dropout`, `emission_dropout`), which lowers their test NLL there; every
+other dataset keeps the reference's 0.
+
+The flags are grouped as `FLAG_GROUPS` says; `--print-config` shows the resolved
+settings of a dataset and model.
 """
 
 from __future__ import annotations
@@ -198,8 +196,7 @@ def _dataset_defaults(dataset: str, model: str) -> dict:
                     pad_to_bucket=True, num_buckets=8,
                     nll_samples=50, prior_dropout=0.0 if iaf else 0.2, **(dict(num_flow_layers=3) if iaf else {}))
     if dataset == "jsb_chorales":
-        # Beyond the reference: dropout 0.2 in the encoder's and the emission's BiLSTMs
-        # (measured on AF/SCF, seed 0: test 6.528 against 6.785 without; RESULTS.md).
+        # Beyond the reference: dropout 0.2 in the encoder's and the emission's BiLSTMs.
         return dict(batch_size=5, elbo_samples=1, kl_zero_epochs=20, kl_ramp_epochs=15, patience=2,
                     inference_dropout=0.2, emission_dropout=0.2)
     if dataset == "nottingham":
@@ -222,9 +219,8 @@ def default_config(dataset: str, model: str, output_dir: str, **overrides) -> Tr
 
 
 def default_jit_compile() -> bool:
-    """XLA by default on CPUs, where it measured fastest (README, Speed); off when a GPU is
-    visible, so that the LSTMs run cuDNN (`layers.FastLSTM`, recurrence "auto"), which XLA
-    cannot compile."""
+    """XLA by default on CPUs, where it is the fastest; off when a GPU is visible, so that
+    the LSTMs run cuDNN (`layers.FastLSTM`, recurrence "auto"), which XLA cannot compile."""
     import tensorflow as tf  # here, not at import: the config module stays light
 
     return not tf.config.list_physical_devices("GPU")
@@ -307,7 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: st
     model = groups["model"]
     model.add_argument("--model", choices=MODEL_CHOICES, default="af-af",
                        help="the sequence model: a latent flow VAE with the named prior (paper "
-                            "table 2), the standard-normal VAE, or the LSTM baseline (default: af-af)")
+                            "section 4.3), the standard-normal VAE, or the LSTM baseline (default: af-af)")
     flag("model", "--latent-size", "H, the latent size per time step", type=int)
     flag("model", "--embedding-size", "the input embedding size of the inference network and the "
                                       "LSTM baseline", type=int)
