@@ -11,12 +11,12 @@ BiLSTMs 2x500, prior LSTM 2x500, 5 flow layers, MADE / coupling 2x100) and a
 one synthetic batch of B x T 88-note piano rolls (every sequence of length T).
 `--small` shrinks every size (for the tests).
 
-The full training step is the trainer's (`training.steps.TrainSteps.build_train_step`) re-written
-here for one device: the model's `loss_terms` with training=True, the batch mean of the
-per-step loss (row weights all 1: no filler rows), gradients,
-`clip_across_replicas` at the config's clip norm, the trainer's Adam (`FusedAdam`) `apply_gradients`; with
---jit-compile the loss and gradients are compiled by XLA and the update is not,
-as in the trainer.
+The full training step is the trainer's own, `training.steps.TrainSteps.build_train_step`
+on one device (row weights all 1: no filler rows): the model's `loss_terms` with
+training=True, the batch mean of the per-step loss, gradients, the gradient norm,
+`clip_across_replicas` at the config's clip norm, the trainer's Adam (`FusedAdam`)
+`apply_gradients`; with --jit-compile the loss and gradients are compiled by XLA and
+the update is not.
 
 Each part is cut out of that step and timed as its own `tf.function` (forward +
 backward; XLA when --jit-compile) on the tensors it sees inside the step,
@@ -76,7 +76,6 @@ import numpy as np
 import tensorflow as tf
 from timing import median_seconds
 
-from tf_latentflow import evaluation
 from tf_latentflow.baseline import LSTMBaseline
 from tf_latentflow.layers import LengthModel
 from tf_latentflow.layers.t_features import t_features
@@ -85,6 +84,7 @@ from tf_latentflow.priors.serial_scan import serial_scan
 from tf_latentflow.training import default_config
 from tf_latentflow.runs import build_model
 from tf_latentflow.training.distribution import clip_across_replicas
+from tf_latentflow.training.steps import TrainSteps
 from tf_latentflow.training.trainer import make_optimizer
 
 MODELS = ("af-af", "af-scf", "iaf-scf", "af-only", "lstm")
@@ -109,10 +109,10 @@ def expected_parts(model_name: str) -> tuple[str, ...]:
 # -- construction --------------------------------------------------------------------------
 
 
-def make_config(model_name: str, small: bool):
+def make_config(model_name: str, small: bool, jit_compile: bool = True):
     """The trainer's JSB configuration of the model (its output directory is never written)."""
     return default_config("jsb_chorales", model_name, os.path.join(tempfile.gettempdir(), "unused"),
-                          **(SMALL_SIZES if small else {}))
+                          jit_compile=jit_compile, **(SMALL_SIZES if small else {}))
 
 
 def length_model_depth(steps: int) -> int:
@@ -142,41 +142,11 @@ def _dense(gradients):
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
-def make_full_step(model, optimizer, config, jit_compile: bool):
-    """The trainer's training step on one device (training.steps.TrainSteps.build_train_step)."""
-    strategy = tf.distribute.get_strategy()
-
-    def loss_and_gradients(batch, kl_weight, seed, global_sequences):
-        weight = batch["weight"]  # 1 for every row here (the trainer's filler rows weigh 0)
-        with tf.GradientTape() as tape:
-            terms = model.loss_terms(batch["x"], batch["lengths"], kl_weight=kl_weight,
-                                     num_samples=config.elbo_samples, seed=seed, training=True)
-            per_step = evaluation.per_step(terms["loss"], batch["lengths"]) * weight
-            loss = tf.reduce_sum(per_step) / global_sequences
-        gradients = _dense(tape.gradient(loss, model.trainable_variables))
-        kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"]) * weight) / global_sequences
-        return loss, kl, gradients
-
-    compute = tf.function(loss_and_gradients, jit_compile=True) if jit_compile else loss_and_gradients
-
-    def replica_step(batch, kl_weight, seed):
-        context = tf.distribute.get_replica_context()
-        seed = tf.random.experimental.stateless_fold_in(
-            seed, tf.cast(context.replica_id_in_sync_group, tf.int64))
-        sequences = tf.cast(tf.shape(batch["lengths"])[0], tf.float32)
-        loss, kl, gradients = compute(batch, kl_weight, seed, sequences)
-        if config.clip_norm:
-            gradients = clip_across_replicas(gradients, config.clip_norm, 1.0)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss, kl
-
-    @tf.function
-    def train_step(batch, kl_weight, seed):
-        loss, kl = strategy.run(replica_step, args=(batch, kl_weight, seed))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None))
-
-    return train_step
+def make_full_step(model, optimizer, config, batch):
+    """The trainer's training step for batches like `batch`, on one device
+    (`training.steps.TrainSteps.build_train_step`; XLA as `config.jit_compile` says)."""
+    steps = TrainSteps(config, model, optimizer, tf.distribute.get_strategy())
+    return steps.build_train_step(tf.nest.map_structure(tf.TensorSpec.from_tensor, batch))
 
 
 # -- the parts' forward functions (glue around the library's layers) ----------------------
@@ -239,26 +209,12 @@ def flows_serial(prior, z, context, lengths):
 
 
 def iaf_noise_and_contexts(prior, z, lengths):
-    """iaf-scf: eps = f^{-1}(z) and the contexts c_t, by the prior's own serial density loop
-    (no dropout); the inputs the iaf parts see."""
-    conditioner, bijector = prior.conditioner, prior.flow.bijector
+    """iaf-scf: eps = f^{-1}(z) by the prior's own serial density loop (no dropout), and the
+    contexts c_t = LSTM(eps_<t, T) it used; the inputs the iaf parts see."""
     valid = step_mask(lengths, tf.shape(z)[1], tf.bool)
     z = tf.where(valid[..., tf.newaxis], z, tf.zeros_like(z))
-    batch, steps = tf.shape(z)[0], tf.shape(z)[1]
-
-    def step(carry, elems):
-        previous, states = carry
-        z_t, features_t = elems
-        context, states = conditioner.step(previous, features_t, states)
-        eps_t, _ = bijector.inverse_and_log_det(z_t, context=context)
-        return (eps_t, states), (eps_t, context)
-
-    carry = (conditioner.start_input(batch, z.dtype), conditioner.initial_state(lengths))
-    elems = (tf.transpose(z, [1, 0, 2]), conditioner.step_features(lengths, steps, z.dtype))
-    spec = (tf.TensorSpec([None, prior.latent_size], z.dtype),
-            tf.TensorSpec([None, conditioner.units], z.dtype))
-    eps, contexts = serial_scan(step, carry, elems, spec)
-    return tf.transpose(eps, [1, 0, 2]), tf.transpose(contexts, [1, 0, 2])
+    eps, _ = prior._serial("inverse", z, lengths, training=False)
+    return eps, conditioner_serial(prior, eps, lengths, training=False)
 
 
 def baseline_hidden(model, x, lengths, training):
@@ -349,10 +305,7 @@ def vae_parts(model, config, batch, seed):
                           {"eps": eps, "lengths": flat_lengths}, prior.conditioner.trainable_variables,
                           wrt=("eps",)))
         checks = {"prior_log_p_max_abs_diff": _max_abs_diff(
-                      flows_serial(prior, flat_z, context, flat_lengths),
-                      prior.log_prob(flat_z, flat_lengths)),
-                  "prior_context_max_abs_diff": _max_abs_diff(
-                      conditioner_serial(prior, eps, flat_lengths, training=False), context)}
+            flows_serial(prior, flat_z, context, flat_lengths), prior.log_prob(flat_z, flat_lengths))}
     flows = flows_serial if time == "iaf" else flows_parallel
     parts.append(Part("flows", f"HiddenFlowStack ({prior.hidden}) density given the context"
                       + (", per step in serial_scan" if time == "iaf" else ", all steps at once"),
@@ -393,7 +346,7 @@ def _max_abs_diff(a, b):
 
 
 def profile_model(name: str, args) -> dict:
-    config = make_config(name, args.small)
+    config = make_config(name, args.small, args.jit_compile)
     model, optimizer = make_model(config, args.steps)
     batch = make_batch(args.batch, args.steps)
     kl_weight = tf.constant(KL_WEIGHT, tf.float32)
@@ -410,7 +363,7 @@ def profile_model(name: str, args) -> dict:
     if bad or checks["weights_in_no_part"]:
         raise RuntimeError(f"{name}: the cut does not match the model: {checks}")
 
-    train_step = make_full_step(model, optimizer, config, args.jit_compile)
+    train_step = make_full_step(model, optimizer, config, batch)
     # Gradients of the weights' shapes for the optimizer part (its cost does not depend on
     # their values; the real ones would cost one more trace of the loss and its gradients).
     gradients = [0.01 * tf.random.stateless_normal(v.shape, seed=[i, 3], dtype=v.dtype)

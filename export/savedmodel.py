@@ -8,6 +8,7 @@ import pathlib
 import keras
 
 from export import signatures
+from tf_latentflow import paper
 from export.run import ExportError, load_run
 
 __all__ = ["next_version", "export_model", "export_run"]
@@ -52,7 +53,7 @@ def export_model(model, path, *, vocabulary=None, nll_samples: int = 50, nll_see
             "nll_samples": 0 if model.exact_likelihood else int(nll_samples),
             "nll_seed": list(nll_seed), "nll_chunk_size": nll_chunk_size,
             "nll_scoring": "exact" if model.exact_likelihood else "each sequence alone, at its length",
-            "nll_per_step_unit": "bits per character" if model.is_text else "nats per time step",
+            "nll_per_step_unit": paper.unit("text" if model.is_text else "music"),
             "jit_compile": signatures.resolve_jit_compile(model, jit_compile),
             "max_samples": int(max_samples), **(metadata or {})}
     (path / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,9 @@ emission BiLSTM's, the LSTM baseline's) stop after the longest sequence
 (`LatentFlowVAE.sample`, `LSTMBaseline.sample`), so there a bucket's padding
 costs only the work done for all steps at once (input projections, the
 within-step flows, the output layer); the IAF prior's time LSTMs run over the
-whole bucket (`SequenceFlowPrior._parallel` says why). Each bucket is one more program: traced at
-export (~3 s each for the paper-size models) and compiled by XLA at its first
-request (~6-8 s); `buckets` trades these for padding. The stateless random
+whole bucket (`SequenceFlowPrior._parallel` says why). Each bucket is one more program:
+traced at export and compiled by XLA at its first request; `buckets` trades these for
+padding. The stateless random
 numbers of a draw depend on its bucket (and differ between XLA and plain graph
 execution), never on anything else: the same (num_samples, length, seed)
 always gives the same sequences.
@@ -47,16 +47,15 @@ always gives the same sequences.
 from __future__ import annotations
 
 import functools
-import math
 
 import tensorflow as tf
 
 from tf_latentflow.data import padded_length
+from tf_latentflow.evaluation import in_paper_units
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "default_buckets", "resolve_buckets", "make_sample_fn", "make_log_prob_fn",
            "at_least_one_step", "score_each_sequence", "sample_signature", "log_prob_signature"]
 
-LOG_2 = math.log(2.0)
 DEFAULT_MAX_SAMPLES = 1024
 
 
@@ -65,9 +64,9 @@ def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
     max_length, then max_length itself.
 
     Multiples of 16 up to 256, of 32 up to 512, of 64 up to 1024, ...: a request
-    is padded by less than 16 steps up to 256 and by less than 1/8 beyond (the
-    powers of two used before padded up to 1/2: T = 100 ran 128 steps, now 112;
-    T = 200 ran 256, now 208). 16 buckets up to 256, 48 up to 4096.
+    is padded by less than 16 steps up to 256 and by less than 1/8 beyond (powers of
+    two would pad by up to 1/2: T = 100 runs 112 steps, not 128; T = 200 runs 208, not
+    256). 16 buckets up to 256, 48 up to 4096.
     """
     max_length = int(max_length)
     grid = sorted({int(padded_length(t, 16)) for t in range(1, max_length + 1)})
@@ -258,7 +257,6 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
     A latent model scores each sequence alone (`score_each_sequence`).
     """
     seed = tuple(int(s) for s in seed)
-    unit = LOG_2 if model.is_text else 1.0
 
     @tf.function(input_signature=log_prob_signature(model.is_text), autograph=False)
     def log_prob(sequences, lengths):
@@ -274,7 +272,7 @@ def make_log_prob_fn(model, *, num_samples: int, seed=(0, 0), chunk_size: int | 
         else:
             nll = score_each_sequence(model, sequences, lengths, num_samples=num_samples,
                                       seed=tf.constant(seed, tf.int64), chunk_size=chunk_size)
-        per_step = nll / (tf.cast(lengths, tf.float32) + 1.0) / unit
+        per_step = in_paper_units(nll / (tf.cast(lengths, tf.float32) + 1.0), is_text=model.is_text)
         return {"nll": nll, "nll_per_step": per_step}
 
     return log_prob

@@ -106,3 +106,39 @@ def test_log_mean_exp_gradient_is_softmax_and_graph_compatible():
     x = np.array([[-3.0, -4.0], [-1e4, -1e4 - 1.0]], np.float32)
     np.testing.assert_allclose(f(x).numpy(), -(scipy.special.logsumexp(x.astype(np.float64), axis=-1)
                                                - np.log(2)), rtol=1e-6)
+
+
+def test_in_paper_units_is_bits_for_text_and_nats_for_music_for_numbers_and_tensors():
+    # 1 nat = 1 / ln 2 bits = 1.4426950408889634 bits
+    assert E.in_paper_units(1.0, is_text=True) == pytest.approx(1.4426950408889634, rel=1e-15)
+    assert E.in_paper_units(np.float64(2.5), is_text=False) == 2.5
+    assert isinstance(E.in_paper_units(1.0, is_text=True), float)  # a number stays a number
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def in_graph(nats):
+        return E.in_paper_units(nats, is_text=True), E.in_paper_units(nats, is_text=False)
+
+    bits, nats = in_graph(tf.constant([math.log(2.0), 3.0], tf.float32))
+    assert bits.dtype == tf.float32 and nats.dtype == tf.float32
+    np.testing.assert_allclose(bits.numpy(), [1.0, 3.0 / math.log(2.0)], rtol=1e-6)
+    np.testing.assert_array_equal(nats.numpy(), np.float32([math.log(2.0), 3.0]))
+
+
+def test_the_paper_units_are_those_of_the_committed_results():
+    """The unit each dataset reports in (`paper`, via the catalog) is the one every committed
+    results file recorded; the paper's tables: music in table 3, PTB in tables 1 and 2."""
+    import json
+    import pathlib
+
+    from tf_latentflow.runs import registry
+
+    assert registry.dataset("jsb").paper_tables == (3,) and registry.dataset("ptb").paper_tables == (1, 2)
+    root = pathlib.Path(__file__).resolve().parents[1] / "results"
+    seen = set()
+    for path in root.rglob("*.json"):
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and "test" in record and "config" in record:
+            entry = registry.dataset(record["config"]["dataset"])
+            assert record["test"]["unit"] == entry.unit, path
+            seen.add(entry.kind)
+    assert seen == {"music", "text"}

@@ -30,8 +30,8 @@ def generation(monkeypatch):
 
 
 @pytest.fixture
-def figures(monkeypatch):
-    return load_benchmark(monkeypatch, "figures")
+def figure_data(monkeypatch):
+    return load_benchmark(monkeypatch, "figure_data")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def workdir(tmp_path_factory):
 
 @pytest.mark.slow  # the default suite's 10-minute budget
 def test_main_times_every_model_batch_and_length_and_writes_what_figure7_reads(
-        generation, figures, workdir, tmp_path, capsys):
+        generation, figure_data, workdir, tmp_path, capsys):
     out = tmp_path / "generation.json"
     result = generation.main(["--models", *MODELS, "--lengths", *map(str, LENGTHS), "--batch-sizes",
                               *map(str, BATCH_SIZES), "--repeats", "2", "--max-length", str(MAX_LENGTH),
@@ -88,7 +88,7 @@ def test_main_times_every_model_batch_and_length_and_writes_what_figure7_reads(
     assert "iaf-scf faster than lstm?" in printed and all(f"\n{t:>6}" in printed for t in LENGTHS)
 
     # figure 7's data: one series per batch size and model, lengths increasing
-    series = figures.generation_series(figures.load_generation(out))
+    series = figure_data.generation_series(figure_data.load_generation(out))
     assert list(series) == list(BATCH_SIZES)
     for batch_size in BATCH_SIZES:
         assert list(series[batch_size]) == list(MODELS)
@@ -100,11 +100,11 @@ def test_main_times_every_model_batch_and_length_and_writes_what_figure7_reads(
             np.testing.assert_allclose(line["min_ms_per_sequence"],
                                        [entries[str(t)]["min_ms_per_sequence"] for t in LENGTHS])
             assert line["skipped"] == []
-    title = figures.generation_title(result)
+    title = figure_data.generation_title(result)
     assert "untrained paper-size music models" in title and f"{result['machine']['cpus']} CPUs" in title
 
 
-def test_budget_skips_longer_lengths_and_reports_them(generation, figures, workdir, tmp_path):
+def test_budget_skips_longer_lengths_and_reports_them(generation, figure_data, workdir, tmp_path):
     path = generation.export_path(workdir, "lstm", MAX_LENGTH, False)
     row = generation.time_sampler(path, [24, 4, 9], BATCH_SIZES, repeats=1, budget_s=0.0)
     for batch_size in BATCH_SIZES:
@@ -119,7 +119,7 @@ def test_budget_skips_longer_lengths_and_reports_them(generation, figures, workd
     # figure 7 draws what was measured and lists what was skipped
     result = {"benchmark": "generation", "config": {"batch_sizes": list(BATCH_SIZES)},
               "models": {"lstm": row}}
-    series = figures.generation_series(result)
+    series = figure_data.generation_series(result)
     for batch_size in BATCH_SIZES:
         line = series[batch_size]["lstm"]
         np.testing.assert_array_equal(line["lengths"], [4])

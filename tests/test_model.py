@@ -209,7 +209,7 @@ def test_sampled_lengths_follow_p_of_t():
 
 # -- training ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("prior", PRIORS + ["af-af-nlsq", "af-af-af-hidden"])
+@pytest.mark.parametrize("prior", PRIORS + ["af-af-affine", "af-af-af-hidden"])
 def test_every_trainable_variable_receives_a_gradient(prior):
     model = tiny(prior, prior != "af-only", scale=0.3)
     x, lengths = random_x(np.random.default_rng(6), model.is_text, [4, 2], 4)

@@ -16,16 +16,17 @@ def profile_step(monkeypatch):
 def test_profile_step_small_models(profile_step, tmp_path):
     out = tmp_path / "profile.json"
     rows = profile_step.main(["--small", "--batch", "2", "--steps", "8", "--repeats", "1",
-                              "--models", "af-scf", "lstm", "--no-jit-compile", "--out", str(out)])
+                              "--models", "af-scf", "iaf-scf", "lstm", "--no-jit-compile", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["benchmark"] == "profile_step"
     assert result["config"]["batch"] == 2 and result["config"]["steps"] == 8
     assert result["config"]["jit_compile"] is False
     assert {"platform", "cpus", "tensorflow"} <= set(result["machine"])
     assert set(result["threads"]) == {"TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"}
-    assert set(result["models"]) == {"af-scf", "lstm"}
+    assert set(result["models"]) == {"af-scf", "iaf-scf", "lstm"}
     assert result["models"] == json.loads(json.dumps(rows))  # what main returns is what it wrote
     expected = {"af-scf": ["encoder", "prior_lstm", "flows", "emission", "optimizer"],
+                "iaf-scf": ["encoder", "prior_lstm", "flows", "emission", "optimizer"],
                 "lstm": ["lstm", "output", "optimizer"]}
     for name, parts in expected.items():
         row = result["models"][name]

@@ -33,7 +33,7 @@ CASES = {
              lambda layer: layer(Z[:, 0], context=CONTEXT)),
     "FastLSTM": (lambda: FastLSTM(6), lambda layer: layer(Z)),
     "HiddenFlowStack": (lambda: HiddenFlowStack(H, kind="scf", num_layers=2, hidden_units=(8,),
-                                                scalar_map="nlsq-damped", context_size=5),
+                                                scalar_map="nlsq-damping", context_size=5),
                         lambda layer: layer(Z[:, 0], context=CONTEXT)),
     "TimeConditioner": (lambda: TimeConditioner(H, MAX_LENGTH, units=6, num_layers=2),
                         lambda layer: layer(Z, LENGTHS)),

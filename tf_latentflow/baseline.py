@@ -1,4 +1,4 @@
-"""The LSTM language-model baseline (Ziegler & Rush 2019, sections 5.1-5.2, tables 3 and 4).
+"""The LSTM language-model baseline (Ziegler & Rush 2019, sections 5.1-5.2, tables 1 and 3).
 
 An autoregressive model of a discrete sequence x_0..x_{T-1} given its length T,
 with the same T-conditioning as the latent flow model (appendix D):

@@ -13,10 +13,11 @@ NLL by the *total* number of steps, a corpus-level ratio:
 
   per_step = sum_i NLL(x_i) / sum_i (T_i + 1)
 
-  PTB (table 3):    bits per character = per_step / log(2)
-  music (table 4):  nats per step      = per_step
+  PTB (tables 1-2):  bits per character = per_step / log(2)
+  music (table 3):   nats per step      = per_step
 
-`corpus_per_step` computes that ratio; `per_step` gives the per-sequence ratios
+(`in_paper_units`; `tf_latentflow.paper` holds the paper's numbers). `corpus_per_step`
+computes that ratio; `per_step` gives the per-sequence ratios
 NLL(x_i) / (T_i + 1), whose batch mean is the reference's *training* objective
 (not the reported number). To accumulate over batches, sum `nll` and
 `step_counts(lengths)` separately and divide at the end.
@@ -26,7 +27,8 @@ The importance-sampled estimate of section 3 (50 samples in the paper) is
   log p(x) ~= log (1/K) sum_k w_k = logsumexp_k(log w_k) - log K,
   log w_k = log p(x, z_k) - log q(z_k | x),
 
-computed by `log_mean_exp`, which upcasts half precision inputs to float32.
+computed by `importance_sampled_nll` with `log_mean_exp`, which upcasts half precision
+inputs to float32.
 
 All functions are plain TF ops (they also accept NumPy arrays) and work inside
 tf.function.
@@ -38,8 +40,8 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["LOG_2", "nats_to_bits", "bits_to_nats", "step_counts", "per_step", "corpus_per_step",
-           "bits_per_char", "nats_per_step", "log_mean_exp", "importance_sampled_nll"]
+__all__ = ["LOG_2", "nats_to_bits", "bits_to_nats", "in_paper_units", "step_counts", "per_step",
+           "corpus_per_step", "bits_per_char", "nats_per_step", "log_mean_exp", "importance_sampled_nll"]
 
 LOG_2 = math.log(2.0)
 
@@ -60,6 +62,16 @@ def bits_to_nats(bits):
     """nats = bits * log(2)."""
     bits = _float(bits)
     return bits * tf.constant(LOG_2, bits.dtype)
+
+
+def in_paper_units(nats_per_step, *, is_text: bool):
+    """A per-step NLL in nats, in the paper's unit: bits per character for text (nats / log 2,
+    tables 1-2), nats per time step for music (unchanged, table 3).
+
+    Plain arithmetic, so that it serves every caller as it is: Python and NumPy numbers
+    stay numbers (the trainer's results), tensors stay tensors of their dtype, also inside
+    an exported graph (the exporter's `log_prob`)."""
+    return nats_per_step / LOG_2 if is_text else nats_per_step
 
 
 def step_counts(lengths, *, include_end: bool = True, dtype=tf.float32):
@@ -93,12 +105,12 @@ def corpus_per_step(nll_nats, lengths, *, include_end: bool = True):
 
 
 def bits_per_char(nll_nats, lengths, *, include_end: bool = True):
-    """Scalar bits per character (PTB, table 3): corpus_per_step(nll, lengths) / log(2)."""
+    """Scalar bits per character (PTB, tables 1-2): corpus_per_step(nll, lengths) / log(2)."""
     return nats_to_bits(corpus_per_step(nll_nats, lengths, include_end=include_end))
 
 
 def nats_per_step(nll_nats, lengths, *, include_end: bool = True):
-    """Scalar nats per time step (music, table 4): corpus_per_step(nll, lengths)."""
+    """Scalar nats per time step (music, table 3): corpus_per_step(nll, lengths)."""
     return corpus_per_step(nll_nats, lengths, include_end=include_end)
 
 

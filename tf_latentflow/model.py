@@ -3,7 +3,7 @@
 Generative model (section 3, figure 1; section 4):
 
     T ~ p(T)                                   empirical length distribution (`layers.LengthModel`)
-    z_1:T ~ p(z | T)                           a flow prior (`priors.make_prior`, table 2)
+    z_1:T ~ p(z | T)                           a flow prior (`priors.make_prior`, section 4.3)
     x_t ~ p(x_t | z_1:T, T), t < T             independent emissions (`layers.Emission`)
 
     log p(x) = log p(T) + log p(x | T),   p(x | T) = int p(x | z, T) p(z | T) dz
@@ -51,7 +51,7 @@ import keras
 import tensorflow as tf
 
 from tf_latentflow.layers.length_model import LengthModel
-from tf_latentflow.evaluation import log_mean_exp
+from tf_latentflow.evaluation import importance_sampled_nll
 from tf_latentflow.layers.emission import Emission
 from tf_latentflow.layers.inference import InferenceNetwork
 from tf_latentflow.priors import make_prior
@@ -251,7 +251,7 @@ class LatentFlowVAE(keras.Model):
         log_p_length = self.length_model.log_prob(lengths)
         reconstruction = tf.reduce_mean(terms["log_px_z"], axis=0)
         kl = tf.reduce_mean(terms["log_qz"] - terms["log_pz"], axis=0)
-        return {"nll": -log_mean_exp(log_w, axis=0) - log_p_length,
+        return {"nll": importance_sampled_nll(log_w, axis=0) - log_p_length,
                 "reconstruction": reconstruction, "kl": kl,
                 "neg_elbo": -reconstruction + kl - log_p_length, "log_p_length": log_p_length}
 

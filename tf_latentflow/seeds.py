@@ -7,9 +7,8 @@ __all__ = ["SAMPLING_ALG", "as_stateless_seed", "split_seed"]
 # The generator of the samplers' draws (prior noise, emission and baseline draws).
 # TensorFlow's kernels resolve the default "auto_select" to Philox on CPU, and under XLA
 # both names give the same numbers as each other; but there "auto_select" lowers to XLA's
-# generic bit generator, ~10x slower on CPU (a [1, 112, 88] uniform draw: 7 ms instead of
-# 0.5 ms; a [1, 112, 50] normal: 3.4 ms instead of 0.5 ms). Naming Philox keeps every
-# draw and skips that path.
+# generic bit generator, much slower on CPU. Naming Philox keeps every draw and skips
+# that path.
 SAMPLING_ALG = "philox"
 
 

@@ -1,8 +1,8 @@
 """`python -m trainers.text --dataset ptb_char --model af-af`: train and evaluate on PTB characters.
 
 Re-running the same command with the same --output-dir resumes; --evaluate-only
-evaluates the best checkpoint. See `tf_latentflow.training.config` for the flags
-and their per-dataset defaults.
+evaluates the best checkpoint. --help lists the flags by group; --print-config
+prints the settings resolved for a dataset and model (their defaults depend on both).
 """
 
 import sys

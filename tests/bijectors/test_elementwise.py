@@ -70,7 +70,7 @@ def test_the_conditioner_sees_the_context_only():
         bij.forward(z)
 
 
-@pytest.mark.parametrize("scalar_map", ["nlsq", "affine", "nlsq-damped"])
+@pytest.mark.parametrize("scalar_map", ["nlsq", "affine", "nlsq-damping"])
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-9), (np.float32, 1e-4)])
 def test_round_trips_both_ways(scalar_map, dtype, tol):
     bij, x, context = make_elementwise(scalar_map, seed=5, dtype=dtype)

@@ -273,7 +273,7 @@ def test_damped_parameterisation_is_the_reference_formula():
 
     rng = np.random.default_rng(11)
     raw = random_raw(rng, (6, 4), -4, 4, np.float64)
-    damped = scalar_map_class("nlsq-damped")
+    damped = scalar_map_class("nlsq-damping")
     assert damped.num_unconstrained_params == 5
     bij = damped.from_unconstrained(raw)
     a, o1, o2, o3, g = np.moveaxis(raw, -1, 0)
@@ -290,7 +290,7 @@ def test_damped_nlsq_is_invertible_for_any_raw_input():
     rng = np.random.default_rng(12)
     raw = random_raw(rng, (20000,), -10, 10, np.float64)
     raw[:200, 2] = 1e4  # c at its largest: 1 - 0.05 / bound of the bound
-    bij = scalar_map_class("nlsq-damped").from_unconstrained(raw, validate_args=True)
+    bij = scalar_map_class("nlsq-damping").from_unconstrained(raw, validate_args=True)
     x = rng.uniform(-100, 100, size=20000)
     a, b, c, d, g = (getattr(bij, n).numpy() for n in "abcdg")
     slope = numpy_slope(x, a, b, c, d, g)

@@ -16,7 +16,7 @@ H, C, B = 5, 6, 7
 CASES = [(kind, sm, ctx) for kind in ("af", "scf") for sm in ("nlsq", "affine")
          for ctx in (None, C)]
 # the reference code's conditioners: damped NLSq, context into the first layer only
-REFERENCE_CASES = [(kind, "nlsq-damped", C) for kind in ("af", "scf")]
+REFERENCE_CASES = [(kind, "nlsq-damping", C) for kind in ("af", "scf")]
 
 
 def make_stack(kind, scalar_map, context_size, seed=0, scale=0.15, num_layers=3, **options):
@@ -31,14 +31,14 @@ def make_stack(kind, scalar_map, context_size, seed=0, scale=0.15, num_layers=3,
 
 
 # The AF stack's NLSq cases take ~10 s each: one stays in the default suite.
-SLOW_CASES = {("af", "nlsq", None), ("af", "nlsq-damped", C)}
+SLOW_CASES = {("af", "nlsq", None), ("af", "nlsq-damping", C)}
 
 
 @pytest.mark.parametrize("kind,scalar_map,context_size", [
     pytest.param(*case, marks=pytest.mark.slow) if case in SLOW_CASES else case
     for case in CASES + REFERENCE_CASES])
 def test_log_det_matches_autodiff_and_round_trips(kind, scalar_map, context_size):
-    options = dict(context_layers="first") if scalar_map == "nlsq-damped" else {}
+    options = dict(context_layers="first") if scalar_map == "nlsq-damping" else {}
     stack, eps, context = make_stack(kind, scalar_map, context_size, **options)
     bij = stack.bijector
     z, fldj = bij.forward_and_log_det(eps, context=context)

@@ -9,28 +9,28 @@ from tf_latentflow.layers.hidden_flow import STACK_KINDS
 from tf_latentflow.priors import SequenceFlowPrior, StandardNormalPrior, make_prior
 from tf_latentflow.priors.sequence_flow import TIME_FLOWS
 
-# name -> (time, hidden, scalar map, flow layers) with num_flow_layers=3 and damped_nlsq off/on
+# name -> (time, hidden, scalar map, flow layers) with num_flow_layers=3 and nlsq_damping off/on
 EXPECTED = {
     "af-af": ("af", "af", "nlsq", 3),
     "af-scf": ("af", "scf", "nlsq", 3),
     "iaf-scf": ("iaf", "scf", "nlsq", 3),
     "af-only": ("none", "af", "nlsq", 3),
-    "af-af-nlsq": ("af", "af", "affine", 3),
-    "af-scf-nlsq": ("af", "scf", "affine", 3),
-    "iaf-scf-nlsq": ("iaf", "scf", "affine", 3),
-    "af-only-nlsq": ("none", "af", "affine", 3),
+    "af-af-affine": ("af", "af", "affine", 3),
+    "af-scf-affine": ("af", "scf", "affine", 3),
+    "iaf-scf-affine": ("iaf", "scf", "affine", 3),
+    "af-only-affine": ("none", "af", "affine", 3),
     "af-af-af-hidden": ("af", "elementwise", "nlsq", 1),  # one elementwise map per step
-    "af-af-af-hidden-nlsq": ("af", "elementwise", "affine", 1),
+    "af-af-af-hidden-affine": ("af", "elementwise", "affine", 1),
 }
 
 
 @pytest.mark.parametrize("damped", [False, True])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_flow_name_gives_its_sequence_flow_prior(name, damped):
-    prior = make_prior(name, latent_size=4, max_length=7, num_flow_layers=3, damped_nlsq=damped)
+    prior = make_prior(name, latent_size=4, max_length=7, num_flow_layers=3, nlsq_damping=damped)
     time, hidden, scalar_map, layers = EXPECTED[name]
     if damped and scalar_map == "nlsq":
-        scalar_map = "nlsq-damped"  # damping changes NLSq maps only
+        scalar_map = "nlsq-damping"  # damping changes NLSq maps only
     assert type(prior) is SequenceFlowPrior
     assert (prior.time, prior.hidden, prior.scalar_map, prior.num_flow_layers) == (
         time, hidden, scalar_map, layers)
@@ -70,7 +70,7 @@ def test_the_defaults_are_the_papers_sizes():
 
 def test_standard_normal_takes_the_latent_size_and_layer_options():
     prior = make_prior("standard-normal", latent_size=7, max_length=3, lstm_units=9,
-                       num_flow_layers=2, damped_nlsq=True, name="reference_point",
+                       num_flow_layers=2, nlsq_damping=True, name="reference_point",
                        dtype="float64")
     assert type(prior) is StandardNormalPrior
     assert (prior.latent_size, prior.name, prior.dtype_policy.name) == (
@@ -88,9 +88,9 @@ def test_a_dtype_policy_reaches_the_sublayers():
 
 @pytest.mark.parametrize("name, message", [
     ("maf", "unknown prior"),
-    ("af-af-nlsq-af-hidden", "unknown prior"),
+    ("af-af-affine-af-hidden", "unknown prior"),
     ("af-scf-af-hidden", "af-af prior only"),
-    ("standard-normal-nlsq", "needs a flow"),
+    ("standard-normal-affine", "needs a flow"),
 ])
 def test_names_the_registry_refuses_are_refused(name, message):
     with pytest.raises(ValueError, match=message):

@@ -9,11 +9,11 @@ from flow_testing import randomize_weights
 from tf_latentflow.priors import SequenceFlowPrior, StandardNormalPrior, make_prior
 
 H, T, MAX_LENGTH = 3, 3, 5
-FLOW_PRIORS = ["af-af", "af-scf", "iaf-scf", "af-only", "af-af-nlsq", "iaf-scf-nlsq",
-               "af-af-af-hidden", "af-af-af-hidden-nlsq"]
+FLOW_PRIORS = ["af-af", "af-scf", "iaf-scf", "af-only", "af-af-affine", "iaf-scf-affine",
+               "af-af-af-hidden", "af-af-af-hidden-affine"]
 
 
-REFERENCE_OPTIONS = dict(damped_nlsq=True, flow_context_layers="first", flow_init="reference")
+REFERENCE_OPTIONS = dict(nlsq_damping=True, flow_context_layers="first", flow_init="reference")
 
 
 def tiny_prior(name, seed=0, scale=0.3, **options):
@@ -166,7 +166,7 @@ def test_log_prob_under_mixed_bfloat16_is_close_to_float32():
 
 
 def test_config_round_trip_and_argument_errors():
-    prior = make_prior("iaf-scf-nlsq", latent_size=4, max_length=7, lstm_units=6,
+    prior = make_prior("iaf-scf-affine", latent_size=4, max_length=7, lstm_units=6,
                        num_flow_layers=3, flow_hidden_units=(8,))
     config = prior.get_config()
     clone = SequenceFlowPrior.from_config(config)
@@ -176,10 +176,13 @@ def test_config_round_trip_and_argument_errors():
     reference = SequenceFlowPrior.from_config(make_prior(
         "af-scf", latent_size=4, max_length=7, lstm_units=6, **REFERENCE_OPTIONS).get_config())
     assert (reference.scalar_map, reference.flow_context_layers, reference.flow_init) == (
-        "nlsq-damped", "first", "reference")
+        "nlsq-damping", "first", "reference")
     assert reference.flow.conditioners[0].context_layers == "first"
     # damping applies to NLSq maps only: the "- NLSq" ablation keeps its affine maps
-    assert make_prior("af-scf-nlsq", max_length=7, damped_nlsq=True).scalar_map == "affine"
+    assert make_prior("af-scf-affine", max_length=7, nlsq_damping=True).scalar_map == "affine"
+    # a model config saved before the option was renamed reads the same
+    legacy = make_prior("af-scf", latent_size=4, max_length=7, damped_nlsq=True)
+    assert legacy.scalar_map == "nlsq-damping"
     assert isinstance(make_prior("standard-normal", max_length=7), StandardNormalPrior)
     with pytest.raises(ValueError, match="unknown prior"):
         make_prior("maf", max_length=7)

@@ -37,10 +37,10 @@ def test_every_registry_model_builds_as_its_entry_says(model):
 def test_settings_reach_the_prior():
     built = small_model("af-scf", scalar_map="affine", flow_context="first", flow_init="reference",
                         prior_dropout=0.3)
-    assert built.prior_name == "af-scf-nlsq"  # the "- NLSq" ablation's name
+    assert built.prior_name == "af-scf-affine"  # the "- NLSq" ablation's name
     assert built.prior_kwargs == dict(lstm_dropout=0.3, flow_context_layers="first", flow_init="reference")
     damped = small_model("af-af", nlsq_damping=True)
-    assert damped.prior_kwargs == dict(lstm_dropout=0.2, damped_nlsq=True)
+    assert damped.prior_kwargs == dict(lstm_dropout=0.2, nlsq_damping=True)
 
 
 def test_inference_and_emission_dropout_reach_their_networks_and_the_saved_config():

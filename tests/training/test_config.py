@@ -1,6 +1,9 @@
 """TrainConfig: reference defaults per dataset and model, flags, JSON round trip."""
 
 import argparse
+import dataclasses
+import json
+import pathlib
 
 import pytest
 
@@ -38,7 +41,7 @@ def test_baseline_and_text_defaults_and_overrides():
         10, 4, 10, 0.0)
     config = parse(["--model", "af-af", "--batch-size", "7", "--scalar-map", "affine",
                     "--flow-hidden-units", "64", "64"])
-    assert config.batch_size == 7 and config.prior_name == "af-af-nlsq"
+    assert config.batch_size == 7 and config.prior_name == "af-af-affine"
     assert config.flow_hidden_units == (64, 64)
     # bucket padding: on for text (both kinds of model), off for music, a flag either way
     assert text.pad_to_bucket and text_lstm.pad_to_bucket and not lstm.pad_to_bucket
@@ -96,7 +99,7 @@ def test_conditioner_options_parse_validate_and_reach_the_prior():
 
     config = parse(["--model", "af-af", "--nlsq-damping", "--flow-context", "first",
                     "--flow-init", "reference"])
-    assert prior_options(config.model_settings) == dict(lstm_dropout=0.2, damped_nlsq=True,
+    assert prior_options(config.model_settings) == dict(lstm_dropout=0.2, nlsq_damping=True,
                                          flow_context_layers="first", flow_init="reference")
     # defaults add nothing, so an older run's model_config reads the same
     assert prior_options(parse(["--model", "af-only"]).model_settings) == {}
@@ -166,3 +169,90 @@ def test_gradient_accumulation_setting_and_the_long_piece_defaults():
     parser = argparse.ArgumentParser()
     add_arguments(parser, MUSIC_DATASETS, "jsb_chorales")
     assert config_from_args(parser.parse_args(["--grad-accum", "3"])).grad_accum == 3
+
+
+# -- the trainers' command line ------------------------------------------------------------
+
+def print_config(capsys, trainer, argv):
+    from tf_latentflow.training.config import TEXT_DATASETS
+    from trainers.cli import main
+
+    datasets, default = (MUSIC_DATASETS, "jsb_chorales") if trainer == "music" else (TEXT_DATASETS, "ptb_char")
+    code = main(argv + ["--print-config"], prog=f"trainers.{trainer}", datasets=datasets,
+                default_dataset=default, description="test")
+    assert code == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_print_config_shows_the_per_dataset_defaults_and_the_given_flags(capsys, tmp_path):
+    # never reads the data nor creates the run directory
+    untouched = ["--data-dir", str(tmp_path / "no-data"), "--output-dir", str(tmp_path / "run")]
+    piano = print_config(capsys, "music", ["--dataset", "piano", "--model", "af-scf"] + untouched)
+    assert (piano["dataset"], piano["batch_size"], piano["grad_accum"], piano["eval_batch_size"],
+            piano["nll_samples"]) == ("piano_midi", 1, 8, 1, 4)
+    jsb = print_config(capsys, "music", ["--dataset", "jsb"] + untouched)
+    assert (jsb["model"], jsb["inference_dropout"], jsb["emission_dropout"], jsb["batch_size"]) == (
+        "af-af", 0.2, 0.2, 5)
+    flagged = print_config(capsys, "music", ["--dataset", "piano", "--grad-accum", "2",
+                                             "--inference-dropout", "0.1"] + untouched)
+    assert (flagged["grad_accum"], flagged["batch_size"], flagged["inference_dropout"]) == (2, 1, 0.1)
+    ptb = print_config(capsys, "text", ["--model", "iaf-scf"] + untouched)
+    assert (ptb["dataset"], ptb["elbo_samples"], ptb["num_flow_layers"], ptb["prior_dropout"]) == (
+        "ptb_char", 10, 3, 0.0)
+    assert ptb["output_dir"] == str(tmp_path / "run") and not (tmp_path / "run").exists()
+    assert not (tmp_path / "no-data").exists()
+    # what it prints is the config a run would save
+    assert TrainConfig.from_json(json.dumps(ptb)) == default_config(
+        "ptb", "iaf-scf", str(tmp_path / "run"), data_dir=str(tmp_path / "no-data"))
+
+
+def test_print_config_refuses_settings_that_cannot_work(capsys):
+    from trainers.cli import main
+
+    code = main(["--patience", "0", "--print-config"], prog="trainers.music", datasets=MUSIC_DATASETS,
+                default_dataset="jsb_chorales", description="test")
+    assert code == 2 and "patience must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trainer", ["music", "text"])
+def test_every_flag_has_help_and_sits_in_a_named_group(trainer):
+    from tf_latentflow.training.config import FLAG_GROUPS, TEXT_DATASETS
+    from trainers.cli import build_parser
+
+    datasets, default = (MUSIC_DATASETS, "jsb_chorales") if trainer == "music" else (TEXT_DATASETS, "ptb_char")
+    parser = build_parser(prog=trainer, datasets=datasets, default_dataset=default, description="test")
+    titles = {title for title, _ in FLAG_GROUPS.values()}
+    grouped = {}
+    for group in parser._action_groups:
+        for action in group._group_actions:
+            grouped[action.dest] = group.title
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) > 50
+    for action in flags:
+        assert action.help and len(action.help) > 10, action.option_strings
+        assert grouped.get(action.dest) in titles, (action.option_strings, grouped.get(action.dest))
+    # every setting that has a flag is documented with its default, or where it is found
+    for action in flags:
+        if action.dest in {f.name for f in dataclasses.fields(TrainConfig)}:
+            assert "default" in action.help, action.option_strings
+    text = parser.format_help()
+    assert "reference compatibility:" in text and "--print-config" in text
+    # per-dataset defaults are pointed at, fixed ones stated
+    help_of = {a.dest: a.help for a in flags}
+    if trainer == "music":
+        assert "per dataset and model, see --print-config" in help_of["grad_accum"]
+    assert help_of["clip_norm"].endswith("(default: 0.25)")
+
+
+def test_every_saved_results_config_still_loads_with_its_values():
+    """config.json's keys and meaning stay: every committed results file's config reads back
+    into a TrainConfig that writes the same values."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "results"
+    records = [json.loads(p.read_text()) for p in sorted(root.rglob("*.json"))]
+    configs = [r["config"] for r in records if isinstance(r, dict) and "config" in r]
+    assert len(configs) >= 40
+    for saved in configs:
+        config = TrainConfig.from_json(json.dumps({"output_dir": "", **saved}))
+        written = json.loads(config.to_json())
+        assert {k: written[k] for k in saved if k in written} == {k: v for k, v in saved.items() if k in written}
+        assert set(saved) <= set(written), set(saved) - set(written)

@@ -1,4 +1,4 @@
-"""The affine scalar map, the baseline of the paper's `-nlsq` ablation.
+"""The affine scalar map: the paper's "- NLSq" ablation (table 2), the "-affine" priors.
 
     y = f(x) = shift + exp(log_scale) * x
 

@@ -1,4 +1,4 @@
-"""A context-conditioned elementwise map: the paper's "- AF hidden" ablation (table 4).
+"""A context-conditioned elementwise map: the paper's "- AF hidden" ablation (table 2).
 
 Each dimension of the step gets its own scalar map whose parameters depend on
 the context h only, so the dimensions within a step are independent given h:

@@ -41,7 +41,7 @@ def nlsq_params_from_unconstrained(raw, alpha=0.95, damping=(1.0, 1.0, 1.0)):
     so |c| <= alpha * (8*sqrt(3)/9) * b / d < bound for any real raw when
     0 < alpha < 1 (paper eq. 7, appendix C). damping (1, 1, 1) and alpha 0.95 are
     this project's first choice; (0.4, 0.3, 0.4) with alpha = 1 - 0.05 / bound are
-    the reference code's (REFERENCE_DAMPING, REFERENCE_ALPHA, the "nlsq-damped" map).
+    the reference code's (REFERENCE_DAMPING, REFERENCE_ALPHA, the "nlsq-damping" map).
 
     Args:
       raw: float tensor whose last axis has exactly 5 entries.

@@ -4,7 +4,7 @@ Every layer of the AF and SCF stacks applies one elementwise scalar map whose
 parameters come from a conditioner network. The map is a choice by name:
 
   "nlsq"         NLSq, y = a + b*x + c / (1 + (d*x + g)**2)  (5 raw parameters)
-  "nlsq-damped"  the same NLSq, its raw log b, c and log d damped by 0.4, 0.3, 0.4
+  "nlsq-damping" the same NLSq, its raw log b, c and log d damped by 0.4, 0.3, 0.4
                  and c allowed up to 0.05 b/d from the bound (the reference code's
                  parameterisation; `nlsq.nlsq_params_from_unconstrained`)
   "affine"       Affine, y = shift + exp(log_scale) * x        (2 raw parameters)
@@ -38,7 +38,7 @@ class Parameterized:
 
 SCALAR_MAPS = types.MappingProxyType({
     "nlsq": NLSq,
-    "nlsq-damped": Parameterized(NLSq, (("alpha", REFERENCE_ALPHA), ("damping", REFERENCE_DAMPING))),
+    "nlsq-damping": Parameterized(NLSq, (("alpha", REFERENCE_ALPHA), ("damping", REFERENCE_DAMPING))),
     "affine": Affine,
 })
 

@@ -17,6 +17,7 @@ import pathlib
 import importlib
 import types
 
+from tf_latentflow import paper
 from tf_latentflow.data.errors import DataError
 
 NUM_NOTES = 88  # piano keys A0..C8: the frame size of the four music datasets (BL2012)
@@ -39,9 +40,14 @@ class DatasetEntry:
 
     @property
     def unit(self) -> str:
-        """The paper's unit of a per-step NLL: nats per time step (music, table 3), bits per
-        character (text, tables 1 and 2)."""
-        return "bits per character" if self.is_text else "nats per time step"
+        """The paper's unit of a per-step NLL: nats per time step (music), bits per character
+        (text) (`tf_latentflow.paper`)."""
+        return paper.unit(self.kind)
+
+    @property
+    def paper_tables(self) -> tuple[int, ...]:
+        """The paper's tables that report this dataset: 3 (music), 1 and 2 (text)."""
+        return paper.tables(self.kind)
 
     def builder_class(self) -> type:
         module, name = self.builder.split(":")

@@ -1,6 +1,6 @@
 """The multilayer flow within one time step: AF-in-hidden and SCF-in-hidden stacks.
 
-Paper section 4.3 (table 2): at step t the prior maps eps_t in R^H to z_t by L
+Paper section 4.3: at step t the prior maps eps_t in R^H to z_t by L
 layers (default 5) of either
 
   "af"   AutoregressiveFlow with a MADE conditioner (sampling serial in H,
@@ -48,7 +48,7 @@ class HiddenFlowStack(keras.layers.Layer):
         "elementwise" (context-only conditioners).
       num_layers: L (paper: 5).
       hidden_units: conditioner hidden widths (paper: 2 x 100).
-      scalar_map: a key of `bijectors.SCALAR_MAPS` ("nlsq" default, "nlsq-damped", "affine").
+      scalar_map: a key of `bijectors.SCALAR_MAPS` ("nlsq" default, "nlsq-damping", "affine").
       context_size: size of the context vector, or None for an unconditional stack.
       activation: conditioner hidden activation.
       context_layers: where the context enters each conditioner: "all" layers or the

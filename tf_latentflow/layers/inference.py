@@ -152,7 +152,7 @@ class StackedBiLSTM(keras.layers.Layer):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         policy = self.dtype_policy
-        # FastLSTM: keras.layers.LSTM's function and weights, ~1.6x faster on CPU at small batch.
+        # FastLSTM: keras.layers.LSTM's function and weights, the input projection out of the loop.
         self.forward_layers = [FastLSTM(self.units, name=f"forward_{i}", dtype=policy)
                                for i in range(self.num_layers)]
         self.backward_layers = [FastLSTM(self.units, name=f"backward_{i}", dtype=policy)

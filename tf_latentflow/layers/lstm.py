@@ -7,9 +7,7 @@
 The same function and weight layout as `keras.layers.LSTM` (kernel, recurrent
 kernel, bias; gate order i, f, g, o; forget-gate bias initialised to 1), but
 x_t W is computed for all t in one matrix product before the recurrence, which
-then only multiplies by U. At the paper's sizes (batch 5, 500 units) this is
-about 1.6x faster per layer than `keras.layers.LSTM` on this CPU
-(benchmarks/model_speed.py measures whole models).
+then only multiplies by U.
 
 The recurrence has its own gradient (`lstm_recurrence`), as cuDNN's LSTM does:
 the backward loop carries only (dh, dc) and emits the gate gradients dz_t, and

@@ -1,4 +1,4 @@
-"""Sequence priors p(z_1:T | T) over latent sequences (paper section 4.3, table 2).
+"""Sequence priors p(z_1:T | T) over latent sequences (paper section 4.3).
 
 Every prior is a Keras 3 layer with
   log_prob(z, lengths, training=False) -> float32 [B, T], per-step log densities, 0 on padding

@@ -1,4 +1,4 @@
-"""Flow priors over latent sequences z_1:T (paper section 4.3, table 2).
+"""Flow priors over latent sequences z_1:T (paper section 4.3).
 
 Base noise eps_t ~ N(0, I_H) for t < T. Within step t a multilayer flow
 f_t = HiddenFlowStack (AF, SCF or elementwise), conditioned on a context c_t,
@@ -114,9 +114,7 @@ class SequenceFlowPrior(keras.layers.Layer):
         The time LSTM runs over every step, padding included, in sampling too: with it
         stopped after the longest length (a loop with a data-dependent trip count, as
         in `_serial`), XLA's algebraic simplifier took time exponential in the number
-        of within-step flow layers that follow it (IAF/SCF's sampler: ~10 s to compile
-        with 3 layers, more than 90 s with 4, never finished with 5; TensorFlow 2.21;
-        the cause inside XLA was not isolated).
+        of within-step flow layers that follow it, and never finished with the paper's 5.
         """
         if self.conditioner is None:
             context = t_features(lengths, tf.shape(x)[1], self.max_length, dtype=x.dtype)
@@ -128,8 +126,7 @@ class SequenceFlowPrior(keras.layers.Layer):
         """Output x built step by step: c_t from x_<t, then x_t = flow(y_t; c_t).
 
         In training the density (IAF in time) runs through `serial_scan`, whose
-        gradient needs no per-step weight accumulators (training step at B=5, T=64:
-        density forward + backward 407 -> 239 ms); everything else (evaluation,
+        gradient needs no per-step weight accumulators; everything else (evaluation,
         sampling) through a plain `tf.while_loop`, which stores nothing for a
         backward pass (and is still differentiable, by TensorFlow, only slower).
         Both run the same `step`, with the T-features and (in training) the

@@ -79,7 +79,7 @@ class ModelSettings:
 
     @property
     def prior_name(self) -> str | None:
-        """The prior's registry name (None for the baseline); affine maps are "- NLSq"."""
+        """The prior's registry name (None for the baseline); "-affine" is the "- NLSq" ablation."""
         return self.entry.prior_name(self.scalar_map)
 
 
@@ -90,7 +90,7 @@ def prior_options(settings: ModelSettings) -> dict:
     if settings.entry.time_lstm:
         options["lstm_dropout"] = settings.prior_dropout
     if settings.nlsq_damping:
-        options["damped_nlsq"] = True
+        options["nlsq_damping"] = True
     if settings.flow_context != "all":
         options["flow_context_layers"] = settings.flow_context
     if settings.flow_init != "glorot":

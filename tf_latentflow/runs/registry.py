@@ -5,15 +5,15 @@ list, re-exported here beside the models so that the trainer, the exporter and t
 CLIs ask one place. Models (`MODELS`, `model_entry`) name a sequence model and say
 which kind it is and which options apply to it:
 
-  "af-af", "af-scf", "iaf-scf"  latent flow VAEs with the paper's priors (table 2)
-  "af-only"                     the prior without dynamics across time (table 2)
-  "af-af-af-hidden"             the "- AF hidden" ablation (table 4)
+  "af-af", "af-scf", "iaf-scf"  latent flow VAEs with the paper's priors (section 4.3)
+  "af-only"                     the prior without dynamics across time
+  "af-af-af-hidden"             the "- AF hidden" ablation (table 2)
   "standard-normal"             a VAE with a fixed N(0, I) prior (reference point)
   "lstm"                        the autoregressive LSTM baseline (tables 1 and 3)
 
-The "- NLSq" ablation of every flow is a setting (`scalar_map="affine"`), not a
-name of its own here; `ModelEntry.prior_name` turns the two into the prior's name
-(`tf_latentflow.priors.registry`). Plain Python; reading it does not load TensorFlow
+The paper's "- NLSq" ablation is the affine one here: a setting of every flow
+(`scalar_map="affine"`), not a name of its own; `ModelEntry.prior_name` turns the
+two into the prior's name ("af-af-affine", `tf_latentflow.priors.registry`). Plain Python; reading it does not load TensorFlow
 Datasets.
 """
 
@@ -53,7 +53,7 @@ class ModelEntry:
         """The prior's registry name; scalar map "affine" is the paper's "- NLSq" ablation."""
         if self.prior is None:
             return None
-        return self.prior + "-nlsq" if scalar_map == "affine" else self.prior
+        return self.prior + "-affine" if scalar_map == "affine" else self.prior
 
 
 def _flow(name, time_lstm=True):

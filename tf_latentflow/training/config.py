@@ -3,27 +3,25 @@
 Defaults reproduce the reference commands (harvardnlp/TextFlow README and
 config.py): music flow models train with Adam 1e-3, gradient clipping 0.25,
 1 ELBO sample, KL weight 0 for 20 epochs then a linear ramp over 15, batch 5
-(JSB, Nottingham) or 1 with 8-step accumulation in the reference (Piano-midi,
-MuseData; here batch 1), patience 2, and dropout 0.2 inside the prior LSTM;
-the LSTM baseline uses dropout 0.1 and patience 4, and the flow models' Adam 1e-3
-instead of the reference's SGD at learning rate 20, which fails here on both
-kinds of data: on music (JSB, batch 15) validation 271 nats/step after epoch 0,
-still 14-24 after 6 epochs, and at batch 5 a plateau at the independent-note
-level, 10.78 (Adam 1e-3 at batch 5: 8.95 after 5 epochs); on PTB characters
-(1500 training sentences, batch 32, sizes 256) validation 3.46, 4.48, 3.98, 3.71
-and 7.23 nats per character in epochs 0-4, then 2.99-3.00 for 7 epochs at lr 5,
-the unigram entropy of the characters (3.00), where Adam 1e-3 reached 2.41
-after 2 epochs (results/README.md, PTB).
-Text (PTB characters) uses 10 ELBO samples, KL 0 for 4 epochs then a ramp over
-10. After the ramp, the learning rate is divided by 4 whenever the validation
-loss has not improved for `patience` epochs. 100 epochs, 50 importance samples
-for the reported NLL. One known difference: at each decay the reference makes a
-new Adam (moments and bias correction start over); here the moments carry over
-unless `reset_optimizer_on_decay`. One choice beyond the reference: the JSB flow
-models default to dropout 0.2 in the encoder's and the emission's BiLSTMs
-(`inference_dropout`, `emission_dropout`; AF/SCF, seeds 0 and 1: test 6.528 and
-6.555 nats per step against 6.785 and 6.68 without; results/README.md); every other
-dataset keeps the reference's 0.
+(JSB, Nottingham) or batch 1 with 8-step gradient accumulation (Piano-midi,
+MuseData), patience 2, and dropout 0.2 inside the prior LSTM. The LSTM baseline
+uses dropout 0.1 and patience 4, and the flow models' Adam 1e-3 instead of the
+reference's SGD at learning rate 20, which does not train here, on music or on text:
+it stays at or returns to the level of independent notes (music) or of the unigram
+entropy of the characters (PTB), where Adam learns. Text (PTB characters) uses
+10 ELBO samples, KL 0 for 4 epochs then a ramp over 10. After the ramp, the learning
+rate is divided by 4 whenever the validation loss has not improved for `patience`
+epochs. 100 epochs, 50 importance samples for the reported NLL.
+
+One known difference: at each decay the reference makes a new Adam (moments and
+bias correction start over); here the moments carry over unless
+`reset_optimizer_on_decay`. One choice beyond the reference: the JSB flow models
+default to dropout 0.2 in the encoder's and the emission's BiLSTMs
+(`inference_dropout`, `emission_dropout`), which lowers their test NLL there; every
+other dataset keeps the reference's 0.
+
+The flags are grouped as `FLAG_GROUPS` says; `--print-config` shows the resolved
+settings of a dataset and model.
 """
 
 from __future__ import annotations
@@ -38,8 +36,8 @@ from tf_latentflow.runs import registry
 from tf_latentflow.runs.build import ModelSettings
 from tf_latentflow.training.schedules import KL_SHAPES, KLSchedule
 
-__all__ = ["TrainConfig", "LEGACY_VALUES", "saved_value", "MUSIC_DATASETS", "TEXT_DATASETS", "MODEL_CHOICES", "default_config",
-           "add_arguments", "config_from_args"]
+__all__ = ["TrainConfig", "LEGACY_VALUES", "saved_value", "MUSIC_DATASETS", "TEXT_DATASETS", "MODEL_CHOICES",
+           "default_config", "FLAG_GROUPS", "DEFAULTS_NOTE", "add_arguments", "config_from_args"]
 
 # The registry's names (tf_latentflow.runs.registry), as the trainers' choices.
 MUSIC_DATASETS = registry.dataset_names("music")
@@ -49,12 +47,15 @@ BATCHINGS = ("pooled", "bucketed")
 DATASET_ALIASES = registry.ALIASES
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run depends on; saved as config.json beside the checkpoints."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(ModelSettings):
+    """Everything a run depends on; saved as config.json beside the checkpoints.
 
-    dataset: str
-    model: str
+    The model's settings (`model`, `dataset`, the sizes, dropouts and flow options) are
+    `runs.build.ModelSettings`'s fields, defined there once; the fields below are the
+    run's: data, optimisation, KL schedule, evaluation, performance and debugging.
+    config.json holds all of them as one flat object."""
+
     output_dir: str
     data_dir: str | None = None
     prepared_dir: str = os.path.join("~", "tensorflow_datasets")
@@ -68,10 +69,9 @@ class TrainConfig:
     # samples selects a second checkpoint (`best_nll`), evaluated beside `best` (by -ELBO).
     validation_nll_samples: int = 0
     # The importance samples of the NLL are evaluated in chunks of at most 10 and at most
-    # this many (samples x sequences x padded steps) at once (`training.steps.nll_chunk`):
-    # memory grows with it (~80 KB each for the paper's AF/SCF, so ~5 GiB); JSB's
-    # batches of 16 keep chunks of 10. A chunk is never below one sample, so a batch
-    # longer than the budget alone (sequences x padded steps) exceeds it.
+    # this many (samples x sequences x padded steps) at once (`training.steps.nll_chunk`).
+    # A chunk is never below one sample, so a batch longer than the budget alone
+    # (sequences x padded steps) exceeds it.
     nll_chunk_budget: int = 65536
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -89,10 +89,6 @@ class TrainConfig:
     mixed_precision: str = "off"
     strategy: str = "auto"
     jit_compile: bool = True
-    scalar_map: str = "nlsq"
-    nlsq_damping: bool = False
-    flow_context: str = "all"
-    flow_init: str = "glorot"
     max_steps_per_epoch: int | None = None
     train_subset: int | None = None
     validation_subset: int | None = None
@@ -104,16 +100,6 @@ class TrainConfig:
     length_grid_size: int = 24
     num_buckets: int = 4
     pad_to_bucket: bool = False
-    latent_size: int = 50
-    embedding_size: int = 500
-    hidden_units: int = 500
-    prior_lstm_units: int = 500
-    num_flow_layers: int = 5
-    flow_hidden_units: tuple[int, ...] = (100, 100)
-    prior_dropout: float = 0.2
-    baseline_dropout: float = 0.1
-    inference_dropout: float = 0.0
-    emission_dropout: float = 0.0
     weight_decay: float = 0.0
     evaluate_only: bool = False
 
@@ -160,7 +146,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.kl_zero_epochs < 0 or self.kl_ramp_epochs < 0:
             raise ValueError("kl_zero_epochs and kl_ramp_epochs must be >= 0")
-        self.model_settings  # validates the model's own settings (runs.build.ModelSettings)
+        super().__post_init__()  # the model's own settings (runs.build.ModelSettings)
 
     @property
     def is_text(self) -> bool:
@@ -176,11 +162,6 @@ class TrainConfig:
         """The KL annealing schedule of this run (training.schedules)."""
         return KLSchedule(self.kl_zero_epochs, self.kl_ramp_epochs, start=self.kl_start_weight,
                           shape=self.kl_schedule)
-
-    @property
-    def prior_name(self) -> str | None:
-        """The prior's registry name; `--scalar-map affine` is the paper's "- NLSq" ablation."""
-        return self.model_settings.prior_name
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -223,8 +204,7 @@ def _dataset_defaults(dataset: str, model: str) -> dict:
                     pad_to_bucket=True, num_buckets=8,
                     nll_samples=50, prior_dropout=0.0 if iaf else 0.2, **(dict(num_flow_layers=3) if iaf else {}))
     if dataset == "jsb_chorales":
-        # Beyond the reference: dropout 0.2 in the encoder's and the emission's BiLSTMs
-        # (measured on AF/SCF, seed 0: test 6.528 against 6.785 without; results/README.md).
+        # Beyond the reference: dropout 0.2 in the encoder's and the emission's BiLSTMs.
         return dict(batch_size=5, elbo_samples=1, kl_zero_epochs=20, kl_ramp_epochs=15, patience=2,
                     inference_dropout=0.2, emission_dropout=0.2)
     if dataset == "nottingham":
@@ -247,136 +227,197 @@ def default_config(dataset: str, model: str, output_dir: str, **overrides) -> Tr
 
 
 def default_jit_compile() -> bool:
-    """XLA by default on CPUs, where it measured fastest (README, Speed); off when a GPU is
-    visible, so that the LSTMs run cuDNN (`layers.FastLSTM`, recurrence "auto"), which XLA
-    cannot compile."""
+    """XLA by default on CPUs, where it is the fastest; off when a GPU is visible, so that
+    the LSTMs run cuDNN (`layers.FastLSTM`, recurrence "auto"), which XLA cannot compile."""
     import tensorflow as tf  # here, not at import: the config module stays light
 
     return not tf.config.list_physical_devices("GPU")
 
 
-def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: str) -> None:
-    """The trainers' flags (spelled-out names; unset flags keep the dataset defaults)."""
+# The flag groups of the trainers' --help, in order; `add_arguments` returns them by key.
+FLAG_GROUPS = {
+    "run": ("run and output", "where the run lives, and what the command does"),
+    "data": ("data", "the dataset, its files, and the batches"),
+    "model": ("model", "the architecture (runs.build.ModelSettings)"),
+    "optimisation": ("optimisation", "the optimizer, its learning-rate schedule, and clipping"),
+    "kl": ("KL schedule", "the annealing of the KL term's weight"),
+    "evaluation": ("evaluation", "the importance-sampled NLL of validation and test"),
+    "performance": ("performance", "compilation, precision and devices; they leave the results "
+                                   "unchanged up to rounding"),
+    "reference": ("reference compatibility", "switches that make a run compute as the reference "
+                                             "code (harvardnlp/TextFlow) does where this project "
+                                             "chose differently"),
+    "debugging": ("debugging", "shortened runs for tests and quick checks"),
+}
+DEFAULTS_NOTE = ("A flag left unset takes the dataset's and model's default (shown per flag); "
+                 "--print-config prints every setting resolved for the given --dataset, --model "
+                 "and flags.")
+
+
+def _default_text(name: str, datasets) -> str:
+    """The default of setting `name` for --help: its value when every dataset of `datasets`
+    and every model share it, else "per dataset and model"."""
+    if name == "jit_compile":
+        return "on without a GPU, off with one"
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values = {json.dumps(_dataset_defaults(d, m).get(name, fields[name].default))
+              for d in datasets for m in MODEL_CHOICES}
+    if len(values) > 1:
+        return "per dataset and model, see --print-config"
+    value = json.loads(values.pop())
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser, datasets, default_dataset: str) -> dict:
+    """The trainers' flags, in named groups (`FLAG_GROUPS`); returns the groups by key.
+
+    Every flag but --dataset and --model defaults to None: unset flags keep the dataset's
+    and model's defaults (`default_config`)."""
+    groups = {key: parser.add_argument_group(title, description)
+              for key, (title, description) in FLAG_GROUPS.items()}
+
+    def flag(group: str, name: str, help: str, **options):
+        dest = name[2:].replace("-", "_")
+        help = f"{help} (default: {_default_text(dest, datasets)})"
+        if options.get("action") == "store_true":
+            options["default"] = None
+        groups[group].add_argument(name, help=help.replace("%", "%%"), **options)
+
+    boolean = dict(action=argparse.BooleanOptionalAction, default=None)
+    run, data = groups["run"], groups["data"]
     choices = list(datasets) + [a for a, d in DATASET_ALIASES.items() if d in datasets]
-    parser.add_argument("--dataset", choices=choices, default=default_dataset)
-    parser.add_argument("--model", choices=MODEL_CHOICES, default="af-af")
-    parser.add_argument("--data-dir", help="raw benchmark files (default: $LATENTFLOW_DATA_DIR)")
-    parser.add_argument("--output-dir", help="run directory (default: runs/<dataset>/<model>)")
-    parser.add_argument("--prepared-dir", help="where TFDS keeps prepared datasets "
-                        "(default: ~/tensorflow_datasets)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--grad-accum", type=int,
-                        help="update after this many batches with the mean of their gradients, "
-                             "clipped after accumulating (default 1; Piano-midi and MuseData: 8)")
-    parser.add_argument("--eval-batch-size", type=int)
-    parser.add_argument("--elbo-samples", type=int)
-    parser.add_argument("--nll-samples", type=int)
-    parser.add_argument("--nll-chunk-budget", type=int,
-                        help="evaluate the NLL's importance samples in chunks of at most this many "
-                             "samples x sequences x padded time steps (and at most 10 samples, at least 1): "
-                             "bounds the evaluation's memory (default 65536, ~5 GiB for the paper's "
-                             "flow sizes)")
-    parser.add_argument("--validation-nll-samples", type=int,
-                        help="importance samples for a per-epoch validation NLL, measured once the "
-                             "KL ramp is over (the epochs whose checkpoints compete); the lowest "
-                             "selects a second checkpoint, checkpoints/best_nll, whose test NLL "
-                             "results.json reports beside the -ELBO-selected one's as "
-                             "'selected_by_validation_nll' (default 0: none)")
-    parser.add_argument("--optimizer", choices=("adam", "sgd"))
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--clip-norm", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--kl-zero-epochs", type=int)
-    parser.add_argument("--kl-ramp-epochs", type=int)
-    parser.add_argument("--kl-start-weight", type=float,
-                        help="KL weight during the first --kl-zero-epochs (reference: 1e-5)")
-    parser.add_argument("--kl-schedule", choices=KL_SHAPES,
-                        help="shape of the KL ramp: 'reference' (TextFlow's get_kl_weight: the ramp "
-                             "starts at epoch kl_zero_epochs and the plateau rule after epoch "
-                             "kl_zero_epochs + kl_ramp_epochs) or 'early' (one epoch earlier, "
-                             "plateau rule from the first epoch at weight 1)")
-    parser.add_argument("--adam-epsilon", type=float, help="Adam's epsilon (reference: 1e-8)")
-    parser.add_argument("--patience", type=int)
-    parser.add_argument("--min-learning-rate", type=float,
-                        help="stop training once the plateau rule has lowered the learning rate "
-                             "below this (e.g. 1e-6: after five divisions by 4 from 1e-3), then "
-                             "evaluate; default 0: train all --epochs, as the reference does")
-    parser.add_argument("--reset-optimizer-on-decay", action=argparse.BooleanOptionalAction,
-                        default=None,
-                        help="start the optimizer's moments and step count afresh at each learning-"
-                             "rate decay, as the reference trainer does (it makes a new Adam); "
-                             "default: off, the moments carry over")
-    parser.add_argument("--mixed-precision", choices=("off", "auto", "on"),
-                        help="mixed_float16 compute: 'auto' when a GPU is visible, 'on' always "
-                             "(slow on CPUs; for tests), 'off' (default) never")
-    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"))
-    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile the training and evaluation steps with XLA (default: on "
-                             "without a GPU, off with one, for cuDNN; "
-                             "batches padded to a grid of lengths, every training shape compiled "
-                             "before the first step); --no-jit-compile: plain graph execution")
-    parser.add_argument("--batching", choices=BATCHINGS,
-                        help="'pooled' (default): shuffle, sort pools of about 100 batches by length, "
-                             "batch, shuffle the batches (the reference's iterator), padded to a grid of "
-                             "--length-grid-size lengths chosen for each split; 'bucketed': length buckets "
-                             "(--num-buckets) padded to multiples of 16 (runs trained before pooling)")
-    parser.add_argument("--length-grid-size", type=int,
-                        help="with pooled batching and XLA: the number of padded lengths (compiled shapes) "
-                             "per split, placed to minimise its padding (default 24; Piano-midi, MuseData 32)")
-    parser.add_argument("--num-buckets", type=int,
-                        help="length buckets of the batching (quantiles of the training lengths; "
-                             "default 4 for music, 8 for text)")
-    parser.add_argument("--pad-to-bucket", action=argparse.BooleanOptionalAction, default=None,
-                        help="with XLA, pad each batch to its length bucket's longest possible "
-                             "sequence rather than its own longest: one compiled shape per bucket "
-                             "instead of one per grid length (default: on for text, where batches "
-                             "of 15-32 of ~42k sentences reach their bucket's top anyway; off for "
-                             "music: Nottingham's long-tailed lengths would be padded 1.8-2.3x)")
-    parser.add_argument("--scalar-map", choices=("nlsq", "affine"))
-    parser.add_argument("--nlsq-damping", action=argparse.BooleanOptionalAction, default=None,
-                        help="the reference code's NLSq parameterisation: raw log b, c, log d "
-                             "damped by 0.4, 0.3, 0.4 (default: off)")
-    parser.add_argument("--flow-context", choices=CONTEXT_LAYERS,
-                        help="where the prior's time context enters the within-step MADE / "
-                             "coupling networks: 'all' layers (default) or the 'first' only "
-                             "(the reference code's)")
-    parser.add_argument("--flow-init", choices=INITS,
-                        help="initialisation of the MADE / coupling networks: 'glorot' (default) "
-                             "or the reference code's ('reference')")
-    parser.add_argument("--max-steps-per-epoch", type=int)
-    parser.add_argument("--max-eval-batches", type=int)
-    parser.add_argument("--train-subset", type=int,
-                        help="train on a fixed subset of this many training sequences, the same for "
-                             "every model and --seed (`data.fixed_subset`); validation and test "
-                             "stay whole (default: the whole training split)")
-    parser.add_argument("--validation-subset", type=int,
-                        help="the per-epoch validation pass (plateau rule, best checkpoint, "
-                             "--validation-nll-samples) reads a fixed subset of this many validation "
-                             "sequences (`data.fixed_subset`); the final NLL is still on the whole "
-                             "validation and test splits (default: the whole validation split)")
-    parser.add_argument("--latent-size", type=int)
-    parser.add_argument("--embedding-size", type=int)
-    parser.add_argument("--hidden-units", type=int)
-    parser.add_argument("--prior-lstm-units", type=int)
-    parser.add_argument("--num-flow-layers", type=int)
-    parser.add_argument("--flow-hidden-units", type=int, nargs="+")
-    parser.add_argument("--prior-dropout", type=float)
-    parser.add_argument("--baseline-dropout", type=float)
-    parser.add_argument("--inference-dropout", type=float,
-                        help="dropout in the inference network: on E(x), between its BiLSTM layers "
-                             "and on their output (the reference's locations 'embedding', 'rnn_x'; "
-                             "default 0, as its default --dlocs prior_rnn)")
-    parser.add_argument("--emission-dropout", type=float,
-                        help="dropout in the emission: on z, between and after its BiLSTM layers and "
-                             "after the output projection (the reference's 'z_before_outp', "
-                             "'rnn_outp', 'outp_ff'; default 0)")
-    parser.add_argument("--weight-decay", type=float,
-                        help="decoupled weight decay (AdamW-style, Keras's optimizer weight_decay): "
-                             "each step multiplies every weight but biases by 1 - lr * weight_decay "
-                             "(default 0; the reference has none)")
-    parser.add_argument("--evaluate-only", action="store_true", default=None,
-                        help="evaluate the best checkpoint of --output-dir and write results.json")
+    run.add_argument("--output-dir", help="the run directory: re-running with the same one resumes "
+                                          "(default: runs/<dataset>/<model>)")
+    flag("run", "--seed", "seed of the initial weights, the batches' order and every random draw", type=int)
+    flag("run", "--evaluate-only", "evaluate the best checkpoint of --output-dir and write results.json",
+         action="store_true")
+
+    data.add_argument("--dataset", choices=choices, default=default_dataset,
+                      help=f"the benchmark (default: {default_dataset})")
+    data.add_argument("--data-dir", help="the raw benchmark files (default: $LATENTFLOW_DATA_DIR)")
+    data.add_argument("--prepared-dir", help="where TensorFlow Datasets keeps the prepared datasets "
+                                             "(default: ~/tensorflow_datasets)")
+    flag("data", "--batch-size", "training sequences per batch", type=int)
+    flag("data", "--batching", "'pooled': shuffle, sort pools of about 100 batches by length, batch, "
+                               "shuffle the batches (the reference's iterator), padded to a grid of "
+                               "--length-grid-size lengths chosen for each split; 'bucketed': length "
+                               "buckets (--num-buckets) padded to multiples of 16, the runs trained "
+                               "before pooling (a run directory resumes with its own)", choices=BATCHINGS)
+    flag("data", "--length-grid-size", "with pooled batching and XLA: the number of padded lengths "
+                                       "(compiled shapes) per split, placed to minimise its padding",
+         type=int)
+    flag("data", "--num-buckets", "bucketed batching: length buckets, quantiles of the training lengths",
+         type=int)
+    flag("data", "--pad-to-bucket", "with XLA, pad each batch to its length bucket's longest possible "
+                                    "sequence rather than its own longest: one compiled shape per "
+                                    "bucket instead of one per grid length", **boolean)
+
+    model = groups["model"]
+    model.add_argument("--model", choices=MODEL_CHOICES, default="af-af",
+                       help="the sequence model: a latent flow VAE with the named prior (paper "
+                            "section 4.3), the standard-normal VAE, or the LSTM baseline (default: af-af)")
+    flag("model", "--latent-size", "H, the latent size per time step", type=int)
+    flag("model", "--embedding-size", "the input embedding size of the inference network and the "
+                                      "LSTM baseline", type=int)
+    flag("model", "--hidden-units", "units of the inference and emission BiLSTMs (the baseline's LSTM)",
+         type=int)
+    flag("model", "--prior-lstm-units", "units of the prior's LSTM across time", type=int)
+    flag("model", "--num-flow-layers", "L, the flow layers within a time step", type=int)
+    flag("model", "--flow-hidden-units", "widths of the MADE and coupling networks", type=int, nargs="+")
+    flag("model", "--scalar-map", "the scalar map of every flow layer: 'nlsq', or 'affine' (the "
+                                  "paper's \"- NLSq\" ablation)", choices=("nlsq", "affine"))
+    flag("model", "--prior-dropout", "dropout on the prior LSTM's outputs in training", type=float)
+    flag("model", "--baseline-dropout", "dropout of the LSTM baseline", type=float)
+    flag("model", "--inference-dropout", "dropout in the inference network: on E(x), between its "
+                                         "BiLSTM layers and on their output (the reference's "
+                                         "locations 'embedding', 'rnn_x')", type=float)
+    flag("model", "--emission-dropout", "dropout in the emission: on z, between and after its BiLSTM "
+                                        "layers and after the output projection (the reference's "
+                                        "'z_before_outp', 'rnn_outp', 'outp_ff')", type=float)
+
+    flag("optimisation", "--epochs", "training epochs (fewer when --min-learning-rate stops the run)",
+         type=int)
+    flag("optimisation", "--optimizer", "the optimizer", choices=("adam", "sgd"))
+    flag("optimisation", "--learning-rate", "the initial learning rate; divided by 4 whenever the "
+                                            "validation loss has not improved for --patience epochs "
+                                            "after the KL ramp", type=float)
+    flag("optimisation", "--patience", "epochs without improvement before the learning rate is "
+                                       "divided", type=int)
+    flag("optimisation", "--min-learning-rate", "stop training once the plateau rule has lowered the "
+                                                "learning rate below this (e.g. 1e-6: after five "
+                                                "divisions by 4 from 1e-3), then evaluate; 0: train "
+                                                "all --epochs, as the reference does", type=float)
+    flag("optimisation", "--clip-norm", "clip the gradient to this global norm (0: no clipping)",
+         type=float)
+    flag("optimisation", "--grad-accum", "update after this many batches with the mean of their "
+                                         "gradients, clipped after accumulating", type=int)
+    flag("optimisation", "--elbo-samples", "samples of z per sequence in the training ELBO", type=int)
+    flag("optimisation", "--weight-decay", "decoupled weight decay (AdamW-style, Keras's optimizer "
+                                           "weight_decay): each step multiplies every weight but "
+                                           "biases by 1 - lr * weight_decay", type=float)
+
+    flag("kl", "--kl-zero-epochs", "epochs at the start KL weight (--kl-start-weight)", type=int)
+    flag("kl", "--kl-ramp-epochs", "epochs of the linear ramp of the KL weight up to 1", type=int)
+    flag("kl", "--kl-start-weight", "KL weight during the first --kl-zero-epochs (reference: 1e-5)",
+         type=float)
+    flag("kl", "--kl-schedule", "shape of the KL ramp: 'reference' (TextFlow's get_kl_weight: the "
+                                "ramp starts at epoch kl_zero_epochs and the plateau rule after "
+                                "epoch kl_zero_epochs + kl_ramp_epochs) or 'early' (one epoch "
+                                "earlier, plateau rule from the first epoch at weight 1)",
+         choices=KL_SHAPES)
+
+    flag("evaluation", "--nll-samples", "importance samples of the final validation and test NLL",
+         type=int)
+    flag("evaluation", "--eval-batch-size", "sequences per validation and test batch", type=int)
+    flag("evaluation", "--validation-nll-samples",
+         "importance samples for a per-epoch validation NLL, measured once the KL ramp is over; the "
+         "lowest selects a second checkpoint, checkpoints/best_nll, whose test NLL results.json "
+         "reports beside the -ELBO-selected one's as 'selected_by_validation_nll' (0: none)", type=int)
+    flag("evaluation", "--nll-chunk-budget",
+         "evaluate the NLL's importance samples in chunks of at most this many samples x sequences "
+         "x padded time steps (and at most 10 samples, at least 1): bounds the evaluation's memory",
+         type=int)
+
+    flag("performance", "--jit-compile", "compile the training and evaluation steps with XLA "
+                                         "(batches padded to a grid of lengths, every training shape "
+                                         "compiled before the first step); --no-jit-compile: plain "
+                                         "graph execution", **boolean)
+    flag("performance", "--mixed-precision", "mixed_float16 compute: 'auto' when a GPU is visible, "
+                                             "'on' always (slow on CPUs; for tests), 'off' never",
+         choices=("off", "auto", "on"))
+    flag("performance", "--strategy", "the tf.distribute strategy: 'auto' (mirrored over several "
+                                      "GPUs, else one device), 'default' (one device), 'mirrored', "
+                                      "'multiworker'", choices=("auto", "default", "mirrored", "multiworker"))
+
+    flag("reference", "--adam-epsilon", "Adam's epsilon (reference: 1e-8)", type=float)
+    flag("reference", "--reset-optimizer-on-decay", "start the optimizer's moments and step count "
+                                                    "afresh at each learning-rate decay, as the "
+                                                    "reference trainer does (it makes a new Adam)",
+         **boolean)
+    flag("reference", "--nlsq-damping", "the reference code's NLSq parameterisation: raw log b, c, "
+                                        "log d damped by 0.4, 0.3, 0.4", **boolean)
+    flag("reference", "--flow-context", "where the prior's time context enters the within-step MADE / "
+                                        "coupling networks: 'all' layers or the 'first' only (the "
+                                        "reference code's)", choices=CONTEXT_LAYERS)
+    flag("reference", "--flow-init", "initialisation of the MADE / coupling networks: 'glorot' or the "
+                                     "reference code's ('reference')", choices=INITS)
+
+    flag("debugging", "--max-steps-per-epoch", "end every training pass after this many steps",
+         type=int)
+    flag("debugging", "--max-eval-batches", "evaluate at most this many batches per split", type=int)
+    flag("debugging", "--train-subset", "train on a fixed subset of this many training sequences, the "
+                                        "same for every model and --seed (`data.fixed_subset`); "
+                                        "validation and test stay whole", type=int)
+    flag("debugging", "--validation-subset", "the per-epoch validation pass (plateau rule, best "
+                                             "checkpoint, --validation-nll-samples) reads a fixed "
+                                             "subset of this many validation sequences; the final "
+                                             "NLL is still on the whole validation and test splits",
+         type=int)
+    return groups
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -3,8 +3,7 @@
 Keras's `Adam.update_step` (TensorFlow backend) writes each weight's update as about
 ten separate element-wise ops (subtract, multiply, assign_add for m; square, subtract,
 multiply, assign_add for v; sqrt, add, multiply, divide, assign_sub for the weight), each
-a pass over memory: with the paper's ~20 M weights it was 18 % of an AF/AF training step
-on a 2-core CPU (README, "Speed"). `FusedAdam` makes the same update with one
+a pass over memory, which adds up with the paper's ~20 M weights. `FusedAdam` makes the same update with one
 `ResourceApplyAdam` op per weight (one pass, read g, m, v, w; write m, v, w):
 
     m_t   = m + (g - m) (1 - beta_1)

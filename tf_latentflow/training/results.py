@@ -3,8 +3,7 @@ results.json (written through the run directory) with its text table."""
 
 from __future__ import annotations
 
-import math
-
+from tf_latentflow.evaluation import in_paper_units
 from tf_latentflow.runs import registry
 
 __all__ = ["nll_record", "results_table"]
@@ -15,7 +14,7 @@ def nll_record(sums, *, dataset: str, num_samples: int, exact: bool) -> dict:
     sequences), per step T + 1 in the paper's unit (nats per step for music, bits per
     character for text). num_samples is reported as 1 for an exact likelihood."""
     entry = registry.dataset(dataset)
-    scale = 1.0 / sums[3] / (math.log(2.0) if entry.is_text else 1.0)
+    scale = in_paper_units(1.0 / sums[3], is_text=entry.is_text)
     return {"nll": sums[0] * scale, "reconstruction": sums[1] * scale, "kl": sums[2] * scale,
             "unit": entry.unit, "sequences": int(sums[4]), "num_samples": 1 if exact else num_samples}
 

@@ -1,4 +1,4 @@
-"""Seed summaries of finished runs: the table of `results/README.md` from the runs' results.json.
+"""Seed summaries of finished runs: the tables of `results/README.md` from the runs' results.json.
 
 For the runs of one dataset (files `<model>-seed<k>.json` as `results/<dataset>/` keeps
 them, each a run's results.json with its config), per model:
@@ -7,7 +7,7 @@ them, each a run's results.json with its config), per model:
     min   = min_k NLL_k,         difference = mean - paper
 
 of the test NLL in the paper's units (nats per time step for music, bits per character
-for text), with the paper's value (Ziegler & Rush 2019, tables 1 and 3), the mean wall
+for text), with the paper's value (`tf_latentflow.paper`: tables 3 and 1), the mean wall
 time of training, and the command that reproduces the runs' settings: every setting
 that differs from the dataset's defaults (`config.default_config`), as the trainer's own
 flags (those of the highest seed's run). Runs of one model whose settings differ beyond
@@ -27,19 +27,10 @@ import math
 import pathlib
 import re
 
+from tf_latentflow.paper import PAPER_NLL, paper_nll  # noqa: F401 (PAPER_NLL: read here before)
 from tf_latentflow.training.config import (DATASET_ALIASES, MUSIC_DATASETS, TEXT_DATASETS, TrainConfig,
                                            add_arguments, default_config)
 
-# The paper's test NLL (Ziegler & Rush 2019): table 3 in nats per step, table 1 in bits
-# per character ("lstm": the LSTM baseline). Models not listed (the PTB ablations
-# "af-af-affine", "af-af-af-hidden", and "af-only") get no paper column.
-PAPER_NLL = {
-    "nottingham": {"af-af": 2.39, "af-scf": 2.56, "iaf-scf": 2.54, "lstm": 3.43},
-    "piano_midi": {"af-af": 8.19, "af-scf": 8.26, "iaf-scf": 8.25, "lstm": 7.77},
-    "muse_data": {"af-af": 6.92, "af-scf": 6.95, "iaf-scf": 7.06, "lstm": 7.23},
-    "jsb_chorales": {"af-af": 6.53, "af-scf": 6.64, "iaf-scf": 6.59, "lstm": 8.17},
-    "ptb_char": {"af-af": 1.42, "af-scf": 1.46, "iaf-scf": 1.63, "lstm": 1.41},
-}
 # Settings that do not change what a run computes, left out of the command.
 _PLACE_ONLY = {"output_dir", "data_dir", "prepared_dir", "evaluate_only", "strategy"}
 _SEED_FILE = re.compile(r"^(?P<model>.+)-seed(?P<seed>\d+)$")
@@ -150,7 +141,7 @@ def seed_rows(directory) -> list[SeedRow]:
         trained = {r.get("epochs_trained") for r in records}
         if len({c.epochs for c in configs}) > 1 and (None in trained or len(trained) > 1):
             differences.append("epochs")
-        paper = PAPER_NLL.get(configs[0].dataset, {}).get(model)
+        paper = paper_nll(configs[0].dataset, model)
         rows.append(SeedRow(model=model, seeds=tuple(c.seed for c in configs), test_nll=nll, mean=mean,
                             sd=sd, minimum=min(nll), paper=paper, unit=unit,
                             wall_minutes=sum(float(r.get("wall_seconds", 0.0)) for r in records) / n / 60,

@@ -22,7 +22,8 @@ import pathlib
 import re
 
 from tf_latentflow.training.plan import RESULT_FOLDERS, TABLE_DATASETS, TABLE_MODELS
-from tf_latentflow.training.summary import PAPER_NLL, SeedRow, seed_rows
+from tf_latentflow.paper import PAPER_NLL
+from tf_latentflow.training.summary import SeedRow, seed_rows
 
 __all__ = ["table_markdown", "replace_block", "block_markers", "TABLES"]
 

@@ -1,17 +1,15 @@
 """A persistent XLA compilation cache on disk, shared by the runs of one machine.
 
 With XLA on (the default without a GPU) a run compiles its training step once per
-batch shape before the first step, and its evaluation steps when it first meets them:
-136 s for JSB AF/SCF's 8 shapes, ~10 minutes for Nottingham's 31. Every process pays
-that again: a resumed run, the next seed of the same configuration, `--evaluate-only`.
+batch shape before the first step, and its evaluation steps when it first meets them, minutes
+for the paper's models. Every process pays that again: a resumed run, the next seed of the same configuration, `--evaluate-only`.
 
 TensorFlow's XLA device compiler can keep what it compiles in a directory and read it
 back in a later process: `--tf_xla_persistent_cache_directory=DIR` in `TF_XLA_FLAGS`.
 Each entry is keyed by a fingerprint of the HLO module it was compiled from (with the
 argument shapes and the device type), so a changed model, shape or setting compiles
 afresh and cannot pick up a stale program; what a cached start still spends is tracing
-and lowering to HLO (JSB AF/SCF: 136 s -> 53 s for the 8 shapes, 2026-12-05, beside a
-training run).
+and lowering to HLO.
 
 Off unless asked for (`--xla-cache-dir DIR` or `$LATENTFLOW_XLA_CACHE_DIR`):
   * the key does not name the host CPU, so a directory shared between machines of
