@@ -26,7 +26,8 @@ directory through the trainer, and reports from history.jsonl:
   train_padded_steps  the padded steps its batches hold (batch x padded length, fill rows
                     included): what an epoch computes
 
-With `--dataset D` (default jsb_chorales) the epochs are D's with D's defaults
+`--batching bucketed` measures the batching of the runs trained before length pooling
+(output `..._bucketed.json`). With `--dataset D` (default jsb_chorales) the epochs are D's with D's defaults
 (`default_config`); `--ratio-to-jsb` first measures the same models on JSB in the
 same process and adds, per model, `jsb_train_s`, `ratio_to_jsb` (D's training pass /
 JSB's) and `time_step_ratio` / `padded_step_ratio` (D's steps / JSB's), the issue's
@@ -59,13 +60,13 @@ REFERENCE_TRAIN_SECONDS = {"af-af": 31.0, "af-scf": 35.0, "iaf-scf": 58.0, "lstm
 
 
 def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_samples: int = 0, *,
-            dataset: str = "jsb_chorales", prepared_dir: str | None = None) -> dict:
+            dataset: str = "jsb_chorales", prepared_dir: str | None = None, batching: str = "pooled") -> dict:
     """Train `name` for `epochs` epochs of `dataset` in a temporary run directory; the row of
     the JSON."""
     nll = {}
     with tempfile.TemporaryDirectory() as run_dir:
         config = default_config(dataset, name, run_dir, epochs=epochs, data_dir=data_dir,
-                                jit_compile=jit_compile, prepared_dir=prepared_dir)
+                                jit_compile=jit_compile, prepared_dir=prepared_dir, batching=batching)
         trainer = Trainer(config, log=lambda *_: None)
         steps = {"train_time_steps": int(trainer.bundle.lengths["train"].sum()),
                  "train_padded_steps": padded_steps(trainer)}
@@ -129,20 +130,23 @@ def main(argv=None):
                         help="also measure the models on JSB first and report the ratios")
     parser.add_argument("--nll-samples", type=int, default=0,
                         help="also time the test split's importance-sampled NLL with this many samples")
+    parser.add_argument("--batching", choices=("pooled", "bucketed"), default="pooled",
+                        help="the trainer's --batching (default pooled; bucketed: the runs before pooling)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (epoch 1 holds the compiles)")
-    suffix = "_xla" if args.jit_compile else "_graph"
+    suffix = ("_xla" if args.jit_compile else "_graph") + ("_bucketed" if args.batching == "bucketed" else "")
     dataset = DATASET_ALIASES.get(args.dataset, args.dataset)
     stem = "jsb" if dataset == "jsb_chorales" else dataset
     out = pathlib.Path(args.out or pathlib.Path(__file__).parent / "results" / f"{stem}_epoch{suffix}.json")
     result = {"benchmark": "jsb_epoch", "dataset": dataset, "jit_compile": args.jit_compile,
+              "batching": args.batching,
               "epochs": args.epochs, "machine": machine(), "models": {}}
 
     def run(name, on):
         row = measure(name, args.epochs, args.jit_compile, args.data_dir, args.nll_samples,
-                      dataset=on, prepared_dir=args.prepared_dir)
+                      dataset=on, prepared_dir=args.prepared_dir, batching=args.batching)
         print(on, name, json.dumps(row), flush=True)
         return row
 
