@@ -3,10 +3,6 @@ sequence once per epoch, order reproducible from the seed, the padding grid opti
 against brute force, and the padding of the benchmark splits within the bound."""
 
 import itertools
-import json
-import os
-import pathlib
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -98,18 +94,9 @@ def test_pooled_pipeline_pads_to_the_grid_fills_rows_and_keeps_every_sequence():
 PADDING_BOUND = 1.05
 
 
-def data_dir():
-    for candidate in (os.environ.get("LATENTFLOW_DATA_DIR"),
-                      pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"):
-        if candidate and (pathlib.Path(candidate) / "jsb_chorales").is_dir():
-            return str(candidate)
-    pytest.skip("the benchmark data is not in $LATENTFLOW_DATA_DIR or ../shared/data")
-
-
 @pytest.mark.parametrize("dataset", ["jsb_chorales", "nottingham"])
-def test_training_padding_at_batch_5_is_within_the_bound(tmp_path_factory, dataset):
-    builder = D.prepare(dataset, data_dir=str(tmp_path_factory.mktemp("prepared")), source_dir=data_dir())
-    lengths = D.split_lengths(builder.as_dataset(split="train"))
+def test_training_padding_at_batch_5_is_within_the_bound(prepared, dataset):
+    lengths = D.split_lengths(prepared(dataset).as_dataset(split="train"))
     grid = pooling.length_grid(lengths, 24)
     for epoch in range(3):
         batches = pooling.epoch_batches(lengths, 5, seed=epoch, pool_batches=100)

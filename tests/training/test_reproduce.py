@@ -214,17 +214,9 @@ TINY_SETTINGS = dict(epochs=3, max_steps_per_epoch=6, max_eval_batches=1, kl_zer
                      num_flow_layers=2, flow_hidden_units=[8], jit_compile=False)
 
 
-def data_dir():
-    for candidate in (os.environ.get("LATENTFLOW_DATA_DIR"),
-                      pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"):
-        if candidate and (pathlib.Path(candidate) / "jsb_chorales").is_dir():
-            return str(candidate)
-    pytest.skip("JSB Chorales not found in $LATENTFLOW_DATA_DIR or ../shared/data")
-
-
-def reproduce_argv(tmp_path, plan, runs_dir):
+def reproduce_argv(tmp_path, plan, runs_dir, data_dir):
     return [sys.executable, "-m", "trainers.reproduce", "--plan", str(plan), "--runs-dir", str(runs_dir),
-            "--results-dir", str(tmp_path / "results"), "--data-dir", data_dir(),
+            "--results-dir", str(tmp_path / "results"), "--data-dir", str(data_dir),
             "--prepared-dir", str(tmp_path / "prepared")]
 
 
@@ -239,10 +231,10 @@ def env():
 
 
 @pytest.mark.slow
-def test_a_plan_of_two_tiny_runs_trains_harvests_and_then_does_nothing(tmp_path):
+def test_a_plan_of_two_tiny_runs_trains_harvests_and_then_does_nothing(tmp_path, shared_data_dir):
     plan = write_plan(tmp_path, [{"dataset": "jsb", "model": "af-scf", "seed": 0, "settings": TINY_SETTINGS},
                                  {"dataset": "jsb", "model": "lstm", "seed": 1, "settings": TINY_SETTINGS}])
-    argv = reproduce_argv(tmp_path, plan, tmp_path / "runs")
+    argv = reproduce_argv(tmp_path, plan, tmp_path / "runs", shared_data_dir)
     first = subprocess.run(argv, capture_output=True, text=True, env=env(), timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for name in ("af-scf-seed0", "lstm-seed1"):
@@ -263,16 +255,16 @@ def latest_weights(run_dir):
 
 
 @pytest.mark.slow
-def test_a_queue_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+def test_a_queue_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, shared_data_dir):
     settings = dict(TINY_SETTINGS, epochs=4, max_steps_per_epoch=40)
     plan = write_plan(tmp_path, [{"dataset": "jsb", "model": "af-scf", "seed": 0, "settings": settings}])
-    straight = subprocess.run(reproduce_argv(tmp_path, plan, tmp_path / "straight"), capture_output=True,
+    straight = subprocess.run(reproduce_argv(tmp_path, plan, tmp_path / "straight", shared_data_dir), capture_output=True,
                               text=True, env=env(), timeout=900)
     assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
 
     runs_dir = tmp_path / "killed"
     run_dir = runs_dir / "jsb" / "af-scf-seed0"
-    queue = subprocess.Popen(reproduce_argv(tmp_path, plan, runs_dir), stdout=subprocess.DEVNULL,
+    queue = subprocess.Popen(reproduce_argv(tmp_path, plan, runs_dir, shared_data_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -286,7 +278,7 @@ def test_a_queue_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_one(t
     state = run_state(run_dir)
     assert state.status == "partial" and 1 <= state.epochs_done < 4, state
 
-    resumed = subprocess.run(reproduce_argv(tmp_path, plan, runs_dir), capture_output=True, text=True,
+    resumed = subprocess.run(reproduce_argv(tmp_path, plan, runs_dir, shared_data_dir), capture_output=True, text=True,
                              env=env(), timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert f"partial at epoch {state.epochs_done}, training" in resumed.stdout
