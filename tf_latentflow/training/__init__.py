@@ -9,6 +9,7 @@
   state         what a run checkpoints; saving and restoring it
   resume        which settings a resumed run may change
   steps         the compiled training, validation and NLL steps
+  epoch         a training pass's host side: accumulation groups, steps read back
   results       NLL records in the paper's units, the results table
   summary       seed tables of finished runs (mean, sd, min, paper, command)
   trainer       Trainer (the loop) and `run`

@@ -16,6 +16,8 @@ XLA (the all-reduce and the optimizer update stay outside).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import tensorflow as tf
 
@@ -24,9 +26,9 @@ from tf_latentflow.training.config import TrainConfig
 from tf_latentflow.training.distribution import clip_across_replicas, global_norm_across_replicas
 from tf_latentflow.training.inputs import zero_batch
 
-__all__ = ["step_seed", "nll_chunk", "TrainSteps"]
+__all__ = ["step_seed", "nll_chunk", "StepOutput", "ReplicaTerms", "TrainSteps"]
 
-MAX_NLL_CHUNK = 10  # importance samples at once (the chunk every earlier result used)
+MAX_NLL_CHUNK = 10  # importance samples at once
 
 
 def step_seed(config: TrainConfig, step) -> tf.Tensor:
@@ -41,11 +43,30 @@ def nll_chunk(num_samples: int, rows: int, steps: int, budget: int) -> int:
         chunk = max(1, min(K, 10, floor(budget / (rows * steps))))
 
     The NLL's memory grows with chunk x rows x steps (the K samples are a loop over
-    chunks, `LatentFlowVAE.nll`); 10 samples of a Nottingham validation batch of 16 at
-    1,480 steps asked for a 17.7 GiB buffer. Chunk c draws from fold_in(seed, c), so the
-    estimate's random draws depend on the chunk (its distribution does not); batches
-    within the budget keep the chunk of 10 of every earlier result."""
+    chunks, `LatentFlowVAE.nll`): with 10 samples at once, a Nottingham validation batch
+    of 16 at 1,480 steps would need a buffer of many GiB. Chunk c draws from fold_in(seed, c), so
+    the estimate's random draws depend on the chunk (its distribution does not); batches
+    within the budget keep the chunk of 10."""
     return max(1, min(int(num_samples), MAX_NLL_CHUNK, int(budget) // max(int(rows) * int(steps), 1)))
+
+
+class StepOutput(NamedTuple):
+    """What a training step returns: the batch's loss and KL term (the reference objective's
+    batch mean of per-step values) and the update's global gradient norm before clipping
+    (0 when the step only accumulated: no update; NaN when not `measures_grad_norm`)."""
+
+    loss: tf.Tensor
+    kl: tf.Tensor
+    grad_norm: tf.Tensor
+
+
+class ReplicaTerms(NamedTuple):
+    """One replica's share of a step: its loss and KL shares of the global batch mean and the
+    gradient of its loss share (one entry per trainable variable, None where unconnected)."""
+
+    loss: tf.Tensor
+    kl: tf.Tensor
+    gradients: list
 
 
 class TrainSteps:
@@ -56,6 +77,7 @@ class TrainSteps:
         self.config, self.model, self.optimizer, self.strategy = config, model, optimizer, strategy
         self.accumulator = accumulator
         self.train_step = None
+        self._loss_and_gradients = None
         self._compile_step = None
         self._loss_sums_step = None
         self._nll_steps = {}
@@ -65,115 +87,129 @@ class TrainSteps:
         self.measures_grad_norm = bool(config.clip_norm) or strategy.num_replicas_in_sync == 1
 
     # -- training ------------------------------------------------------------------------
+    #
+    # A training step, read top to bottom:
+    #   train_step            group 0: accumulate_step; group k > 0: update_step
+    #   update_step           strategy.run(_replica_update), the replicas' outputs reduced
+    #   _replica_update       _replica_terms, the accumulation group's mean gradient, the
+    #                         norm before clipping, clipping, the optimizer's update
+    #   _replica_accumulate   _replica_terms, the gradient added to the accumulator
+    #   _replica_terms        this replica's seed and the global batch's sequence count,
+    #                         then _loss_and_gradients (XLA-compiled with jit_compile)
 
     def build_train_step(self, element_spec):
-        """Trace `train_step(batch, kl_weight, seed, group=1)` for batches of `element_spec`."""
-        config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
-
-        def loss_and_gradients(batch, kl_weight, seed, global_sequences):
-            # This replica's share of the global objective: the sum of its sequences'
-            # per-step losses over the number of sequences in the global batch, so that
-            # the replicas' shares (and gradients) add up to the one-device mean however
-            # unevenly the batch is split (5 = 3 + 2 over two replicas). Filler rows
-            # (weight 0, `data.pipeline`) count for nothing.
-            weight = batch["weight"]
-            with tf.GradientTape() as tape:
-                terms = model.loss_terms(batch["x"], batch["lengths"], kl_weight=kl_weight,
-                                         num_samples=config.elbo_samples, seed=seed, training=True)
-                per_step = evaluation.per_step(terms["loss"], batch["lengths"]) * weight
-                loss = tf.reduce_sum(per_step) / global_sequences
-                scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-            gradients = tape.gradient(scaled, model.trainable_variables)
-            # Row gathers (the T-feature rows of a kernel) give IndexedSlices; clipping and
-            # the all-reduce want dense tensors of the weight's shape.
-            gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-                         for g in gradients]
-            kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"]) * weight) / global_sequences
-            return loss, kl, gradients
-
-        if config.jit_compile:  # the per-replica math only: the all-reduce in apply_gradients stays outside
-            loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
-
-        def replica_terms(batch, kl_weight, seed):
-            context = tf.distribute.get_replica_context()
-            seed = tf.random.experimental.stateless_fold_in(
-                seed, tf.cast(context.replica_id_in_sync_group, tf.int64))
-            sequences = tf.reduce_sum(batch["weight"])
-            if context.num_replicas_in_sync > 1:
-                sequences = context.all_reduce(tf.distribute.ReduceOp.SUM, sequences)
-            return loss_and_gradients(batch, kl_weight, seed, sequences)
-
-        accumulator, measures_grad_norm = self.accumulator, self.measures_grad_norm
-
-        def replica_accumulate(batch, kl_weight, seed):
-            loss, kl, gradients = replica_terms(batch, kl_weight, seed)
-            for total, g in zip(accumulator.ordered, gradients):
-                if g is not None:
-                    total.assign_add(g)
-            return loss, kl, tf.constant(0.0)  # no update: no norm
-
-        def replica_step(batch, kl_weight, seed, group):
-            loss, kl, gradients = replica_terms(batch, kl_weight, seed)
-            if accumulator is not None:  # the group's mean gradient; the sums start again
-                gradients = [None if g is None else (total + g) / tf.cast(group, g.dtype)
-                             for total, g in zip(accumulator.ordered, gradients)]
-                for total in accumulator.ordered:
-                    total.assign(tf.zeros_like(total))
-            scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
-            norm = tf.constant(float("nan"))
-            if measures_grad_norm:
-                norm = global_norm_across_replicas(gradients, scale)  # before clipping
-            if config.clip_norm:
-                gradients = clip_across_replicas(gradients, config.clip_norm, scale, norm=norm)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return loss, kl, norm
-
+        """Trace `train_step(batch, kl_weight, seed, group=1) -> StepOutput` for batches of
+        `element_spec`: group = 0 adds the batch's gradient to the accumulation group;
+        group = k > 0 ends a group of k batches (this one included) with the update."""
+        # The per-replica math only: the all-reduce in apply_gradients stays outside XLA.
+        self._loss_and_gradients = (tf.function(self._replica_loss_and_gradients, jit_compile=True)
+                                    if self.config.jit_compile else self._replica_loss_and_gradients)
         signature = [element_spec, tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)]
+        update_step = tf.function(self._update_step, input_signature=signature + [tf.TensorSpec([], tf.float32)])
+        accumulate_step = tf.function(self._accumulate_step, input_signature=signature)
+        self._compile_step = tf.function(self._compile_only_step, input_signature=signature)
 
-        def reduced(loss, kl, norm):
-            # loss and kl: the replicas' shares of the global mean; the norm is the
-            # same on every replica (that of the summed gradient)
-            return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.SUM, kl, axis=None),
-                    strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None))
-
-        @tf.function(input_signature=signature + [tf.TensorSpec([], tf.float32)])
-        def update_step(batch, kl_weight, seed, group):
-            return reduced(*strategy.run(replica_step, args=(batch, kl_weight, seed, group)))
-
-        @tf.function(input_signature=signature)
-        def accumulate_step(batch, kl_weight, seed):
-            return reduced(*strategy.run(replica_accumulate, args=(batch, kl_weight, seed)))
-
-        def train_step(batch, kl_weight, seed, group=1):
-            """One batch: group = 0 adds its gradient to the accumulation group; group = k > 0
-            ends a group of k batches (this one included) with the update. Returns the
-            batch's (loss, kl) and the update's global gradient norm before clipping
-            (0 when group = 0: no update; NaN when not `measures_grad_norm`)."""
+        def train_step(batch, kl_weight, seed, group=1) -> StepOutput:
             if group == 0:
                 return accumulate_step(batch, kl_weight, seed)
             return update_step(batch, kl_weight, seed, tf.constant(group, tf.float32))
 
-        @tf.function(input_signature=signature)
-        def compile_step(batch, kl_weight, seed):
-            # The same per-replica function as train_step (so the same XLA cache entry),
-            # nothing applied; every output is used, so no pass prunes the function.
-            def replica(batch):
-                loss, kl, gradients = replica_terms(batch, kl_weight, seed)
-                return loss + kl + tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32))
-                                             for g in gradients if g is not None])
-            return strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                   strategy.run(replica, args=(batch,)), axis=None)
-
-        self._compile_step = compile_step
         self.train_step = train_step
         return train_step
+
+    def _update_step(self, batch, kl_weight, seed, group) -> StepOutput:
+        return self._reduce(self.strategy.run(self._replica_update, args=(batch, kl_weight, seed, group)))
+
+    def _accumulate_step(self, batch, kl_weight, seed) -> StepOutput:
+        return self._reduce(self.strategy.run(self._replica_accumulate, args=(batch, kl_weight, seed)))
+
+    def _compile_only_step(self, batch, kl_weight, seed):
+        """The same per-replica function as the training step (so the same XLA cache entry),
+        nothing applied; every output is used, so no pass prunes the function."""
+        def replica(batch):
+            terms = self._replica_terms(batch, kl_weight, seed)
+            return terms.loss + terms.kl + tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32))
+                                                     for g in terms.gradients if g is not None])
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(replica, args=(batch,)),
+                                    axis=None)
+
+    def _reduce(self, output: StepOutput) -> StepOutput:
+        """The replicas' outputs as one: loss and kl are the replicas' shares of the global
+        mean (summed); the norm is the same on every replica (that of the summed gradient)."""
+        reduce = self.strategy.reduce
+        return StepOutput(loss=reduce(tf.distribute.ReduceOp.SUM, output.loss, axis=None),
+                          kl=reduce(tf.distribute.ReduceOp.SUM, output.kl, axis=None),
+                          grad_norm=reduce(tf.distribute.ReduceOp.MEAN, output.grad_norm, axis=None))
+
+    def _replica_update(self, batch, kl_weight, seed, group) -> StepOutput:
+        terms = self._replica_terms(batch, kl_weight, seed)
+        gradients = terms.gradients
+        if self.accumulator is not None:
+            gradients = self._group_mean(gradients, group)
+        optimizer = self.optimizer
+        scale = optimizer.dynamic_scale if hasattr(optimizer, "dynamic_scale") else 1.0
+        norm = tf.constant(float("nan"))
+        if self.measures_grad_norm:
+            norm = global_norm_across_replicas(gradients, scale)  # before clipping
+        if self.config.clip_norm:
+            gradients = clip_across_replicas(gradients, self.config.clip_norm, scale, norm=norm)
+        optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        return StepOutput(terms.loss, terms.kl, norm)
+
+    def _replica_accumulate(self, batch, kl_weight, seed) -> StepOutput:
+        terms = self._replica_terms(batch, kl_weight, seed)
+        for total, g in zip(self.accumulator.ordered, terms.gradients):
+            if g is not None:
+                total.assign_add(g)
+        return StepOutput(terms.loss, terms.kl, tf.constant(0.0))  # no update: no norm
+
+    def _group_mean(self, gradients, group):
+        """The accumulation group's mean gradient (the sums so far and this batch's, over
+        the group's size); the sums start again."""
+        ordered = self.accumulator.ordered
+        mean = [None if g is None else (total + g) / tf.cast(group, g.dtype)
+                for total, g in zip(ordered, gradients)]
+        for total in ordered:
+            total.assign(tf.zeros_like(total))
+        return mean
+
+    def _replica_terms(self, batch, kl_weight, seed) -> ReplicaTerms:
+        """This replica's seed (the step's, folded with the replica id) and the number of
+        sequences in the global batch, then `_replica_loss_and_gradients`."""
+        context = tf.distribute.get_replica_context()
+        seed = tf.random.experimental.stateless_fold_in(
+            seed, tf.cast(context.replica_id_in_sync_group, tf.int64))
+        sequences = tf.reduce_sum(batch["weight"])
+        if context.num_replicas_in_sync > 1:
+            sequences = context.all_reduce(tf.distribute.ReduceOp.SUM, sequences)
+        return self._loss_and_gradients(batch, kl_weight, seed, sequences)
+
+    def _replica_loss_and_gradients(self, batch, kl_weight, seed, global_sequences) -> ReplicaTerms:
+        """This replica's share of the global objective: the sum of its sequences' per-step
+        losses over the number of sequences in the global batch, so that the replicas'
+        shares (and gradients) add up to the one-device mean however unevenly the batch is
+        split (5 = 3 + 2 over two replicas). Filler rows (weight 0, `data.pipeline`) count
+        for nothing."""
+        model, optimizer, weight = self.model, self.optimizer, batch["weight"]
+        with tf.GradientTape() as tape:
+            terms = model.loss_terms(batch["x"], batch["lengths"], kl_weight=kl_weight,
+                                     num_samples=self.config.elbo_samples, seed=seed, training=True)
+            per_step = evaluation.per_step(terms["loss"], batch["lengths"]) * weight
+            loss = tf.reduce_sum(per_step) / global_sequences
+            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        # Row gathers (the T-feature rows of a kernel) give IndexedSlices; clipping and
+        # the all-reduce want dense tensors of the weight's shape.
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in gradients]
+        kl = tf.reduce_sum(evaluation.per_step(terms["kl"], batch["lengths"]) * weight) / global_sequences
+        return ReplicaTerms(loss, kl, gradients)
 
     def precompile(self, shapes, rng) -> int:
         """Run the XLA compile of the training step for every (rows, steps) in `shapes`
         before the first step, on batches of zeros, without touching any weight or
         optimizer slot; returns the number of shapes. Without it a shape first met in a
-        later epoch compiled there (7-12 s each for JSB), and epoch times alternated.
+        later epoch compiles there, and epoch times alternate.
 
         rng: the model's `SeedStates`: the forward pass draws dropout masks, which
         advances the seed generators; they are put back, so that a run (or a resumed

@@ -48,6 +48,8 @@ from tf_latentflow.training.config import TrainConfig, saved_value
 from tf_latentflow.training.cluster import (LOST_WORKER_ERRORS, ClusterError, agree_across_workers,
                                            sum_across_workers)
 from tf_latentflow.training.distribution import resolve_precision, select_strategy, worker_role
+from tf_latentflow.training.epoch import (LaunchedStep, StepResult, TrainingPass, accumulation_group,
+                                         read_back)
 from tf_latentflow.training.inputs import (DataBundle, batch_config, batches, epoch_validation_split,
                                           length_model, load_data)
 from tf_latentflow.training.optimizers import FusedAdam
@@ -241,88 +243,113 @@ class Trainer:
     def _train_epoch(self, epoch, steps_per_epoch, writer):
         """One training pass (from the saved position when resuming inside the epoch);
         returns the sums of the steps' (loss, kl) and the number of steps done. The
-        steps' extremes and gradient norms go to `self.checkpoints.statistics`."""
-        config, state = self.config, self.state
-        kl_schedule = config.kl_schedule_spec
+        steps' extremes and gradient norms go to `self.checkpoints.statistics`.
+
+        Steps are launched without waiting for them and read back every HOST_SYNC_STEPS
+        steps, at the epoch's end and before stopping for Ctrl-C (`_read_steps`)."""
         dataset = self.strategy.experimental_distribute_dataset(
-            batches(config, self.bundle, "train", epoch=epoch))
-        if self._train_step is None:
-            self._train_step = self._make_train_step(dataset.element_spec)
-            compiled = time.perf_counter()
-            if shapes := self.precompile():
-                self.log(f"compiled the training step for {shapes} batch shapes with XLA "
-                         f"in {time.perf_counter() - compiled:.0f} s")
-        progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "kl", "kl_weight", "steps/s"])
-        first = int(self.position.epoch_step.numpy())  # > 0 when resuming inside an epoch
-        sums, step = self.position.epoch_sums.numpy().copy(), first - 1
-        statistics = self.checkpoints.statistics.read()  # empty unless resuming inside the epoch
-        global_step = int(state.global_step.numpy())
-        pending = []  # steps whose (loss, kl) the host has not read yet
-        loop_started = time.perf_counter()
-
-        def read_pending():
-            # One device -> host transfer for up to HOST_SYNC_STEPS steps: the NaN check,
-            # the epoch sums and position, the progress bar and the summaries. Checkpoints
-            # are only written after this ran (epoch end, interrupt), so a non-finite step
-            # is always found before it could be saved.
-            values = tf.stack([tf.stack(p[1:4]) for p in pending]).numpy().astype(float)
-            for (at, _, _, _, weight, group), (loss, kl, norm) in zip(pending, values):
-                if not (math.isfinite(loss) and math.isfinite(kl)):
-                    raise TrainingDiverged(
-                        f"{config.dataset}/{config.model}: non-finite training loss ({loss}, "
-                        f"kl {kl}) at epoch {epoch}, step {at}; stopped without saving (the "
-                        f"best and latest checkpoints are from before)")
-                sums[:] += (loss, kl)
-                statistics.add_loss(at, loss)
-                elapsed = time.perf_counter() - loop_started  # after the compiles
-                progress.update(at + 1, [("loss", loss), ("kl", kl), ("kl_weight", weight),
-                                         ("steps/s", (at + 1 - first) / max(elapsed, 1e-9))])
-                run_step = global_step - (step - at)
-                if group:  # an update; its norm is NaN when not measured
-                    measured = self.steps.measures_grad_norm
-                    # a loss-scale optimizer (mixed float16) skips such an update instead
-                    if (measured and not math.isfinite(norm)
-                            and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):
-                        raise TrainingDiverged(
-                            f"{config.dataset}/{config.model}: non-finite gradient norm ({norm}) at "
-                            f"epoch {epoch}, step {at} (its update made the weights non-finite); "
-                            f"stopped without saving (the best and latest checkpoints are from before)")
-                    statistics.add_update(norm if measured else None, config.clip_norm)
-                    if measured:
-                        with writer.as_default(step=run_step):
-                            tf.summary.scalar("train/grad_norm", norm)  # before clipping
-                if run_step % 10 == 0:
-                    with writer.as_default(step=run_step):
-                        tf.summary.scalar("train/loss", loss)
-                        tf.summary.scalar("train/kl", kl)
-                        tf.summary.scalar("train/kl_weight", weight)
-            self.position.epoch_step.assign(pending[-1][0] + 1)
-            self.position.epoch_sums.assign(sums)
-            self.checkpoints.statistics.write(statistics)
-            pending.clear()
-
+            batches(self.config, self.bundle, "train", epoch=epoch))
+        self._ensure_train_step(dataset.element_spec)
+        run = self._start_pass(epoch, steps_per_epoch, writer)
+        launched, steps_done = [], run.first
         for step, batch in enumerate(itertools.islice(dataset, steps_per_epoch)):
-            if step < first:
+            steps_done = step + 1
+            if step < run.first:
                 continue
-            weight = kl_schedule.at(epoch, step, steps_per_epoch)
-            # Accumulation groups start at step 0 of each epoch; the last may be shorter.
-            in_group = step % config.grad_accum + 1
-            group = in_group if in_group == config.grad_accum or step + 1 == steps_per_epoch else 0
-            loss, kl, norm = self._train_step(batch, tf.constant(weight, tf.float32),
-                                              step_seed(config, state.global_step), group)
-            state.global_step.assign_add(1)
-            global_step += 1
-            pending.append((step, loss, kl, norm, weight, group))
-            if len(pending) >= HOST_SYNC_STEPS or step + 1 == steps_per_epoch or self._interrupt_requested:
-                read_pending()
-            if step + 1 < steps_per_epoch and self._interrupt_requested:
-                self.check_finite_weights(f"at epoch {epoch}, step {step + 1}")
-                path = self.checkpoints.save_latest()
-                raise Interrupted(f"interrupted at epoch {epoch}, step {step + 1} of {steps_per_epoch}; "
-                                  f"saved {path}; re-run the same command to resume")
-        if pending:  # the dataset ended before steps_per_epoch
-            read_pending()
-        return sums, step + 1
+            launched.append(self._launch_step(batch, step, run))
+            last = step + 1 == steps_per_epoch
+            if len(launched) >= HOST_SYNC_STEPS or last or self._interrupt_requested:
+                self._read_steps(launched, run)
+                launched = []
+            if not last and self._interrupt_requested:
+                self._stop_inside_epoch(epoch, step + 1, steps_per_epoch)
+        if launched:  # the dataset ended before steps_per_epoch
+            self._read_steps(launched, run)
+        return run.sums, steps_done
+
+    def _ensure_train_step(self, element_spec) -> None:
+        """Trace the training step on the first pass, and XLA-compile its batch shapes."""
+        if self._train_step is not None:
+            return
+        self._train_step = self._make_train_step(element_spec)
+        compiled = time.perf_counter()
+        if shapes := self.precompile():
+            self.log(f"compiled the training step for {shapes} batch shapes with XLA "
+                     f"in {time.perf_counter() - compiled:.0f} s")
+
+    def _start_pass(self, epoch, steps_per_epoch, writer) -> TrainingPass:
+        """The pass's host-side state, from the saved position (a resume inside the epoch
+        keeps its earlier steps' sums and statistics)."""
+        return TrainingPass(
+            epoch=epoch, steps_per_epoch=steps_per_epoch, writer=writer,
+            first=int(self.position.epoch_step.numpy()),
+            sums=self.position.epoch_sums.numpy().copy(),
+            statistics=self.checkpoints.statistics.read(),
+            global_step=int(self.state.global_step.numpy()),
+            progress=keras.utils.Progbar(steps_per_epoch,
+                                         stateful_metrics=["loss", "kl", "kl_weight", "steps/s"]),
+            started=time.perf_counter())
+
+    def _launch_step(self, batch, step: int, run: TrainingPass) -> LaunchedStep:
+        """Run training step `step` of the pass, not waiting for its results."""
+        config, state = self.config, self.state
+        weight = config.kl_schedule_spec.at(run.epoch, step, run.steps_per_epoch)
+        group = accumulation_group(step, run.steps_per_epoch, config.grad_accum)
+        loss, kl, grad_norm = self._train_step(batch, tf.constant(weight, tf.float32),
+                                               step_seed(config, state.global_step), group)
+        state.global_step.assign_add(1)
+        run.global_step += 1
+        return LaunchedStep(index=step, run_step=run.global_step, kl_weight=weight, group=group,
+                            loss=loss, kl=kl, grad_norm=grad_norm)
+
+    def _read_steps(self, launched: list[LaunchedStep], run: TrainingPass) -> None:
+        """The launched steps' results in one device -> host transfer: the NaN checks, the
+        epoch's sums and position, the progress bar and the summaries. Checkpoints are
+        only written after this ran (epoch end, interrupt), so a non-finite step is always
+        found before it could be saved."""
+        for result in read_back(launched):
+            self._check_finite_loss(result, run.epoch)
+            run.add(result)
+            if result.updated:
+                self._record_update(result, run)
+            if result.run_step % 10 == 0:
+                with run.writer.as_default(step=result.run_step):
+                    tf.summary.scalar("train/loss", result.loss)
+                    tf.summary.scalar("train/kl", result.kl)
+                    tf.summary.scalar("train/kl_weight", result.kl_weight)
+        self.position.epoch_step.assign(launched[-1].index + 1)
+        self.position.epoch_sums.assign(run.sums)
+        self.checkpoints.statistics.write(run.statistics)
+
+    def _check_finite_loss(self, result: StepResult, epoch: int) -> None:
+        if not (math.isfinite(result.loss) and math.isfinite(result.kl)):
+            raise TrainingDiverged(
+                f"{self.config.dataset}/{self.config.model}: non-finite training loss ({result.loss}, "
+                f"kl {result.kl}) at epoch {epoch}, step {result.index}; stopped without saving (the "
+                f"best and latest checkpoints are from before)")
+
+    def _record_update(self, result: StepResult, run: TrainingPass) -> None:
+        """An update's gradient norm (before clipping) into the statistics and the summaries;
+        a non-finite one stops the run (a loss-scale optimizer, mixed float16, skips such
+        an update instead)."""
+        measured = self.steps.measures_grad_norm  # otherwise the norm is NaN
+        if (measured and not math.isfinite(result.grad_norm)
+                and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):
+            raise TrainingDiverged(
+                f"{self.config.dataset}/{self.config.model}: non-finite gradient norm ({result.grad_norm}) "
+                f"at epoch {run.epoch}, step {result.index} (its update made the weights non-finite); "
+                f"stopped without saving (the best and latest checkpoints are from before)")
+        run.statistics.add_update(result.grad_norm if measured else None, self.config.clip_norm)
+        if measured:
+            with run.writer.as_default(step=result.run_step):
+                tf.summary.scalar("train/grad_norm", result.grad_norm)
+
+    def _stop_inside_epoch(self, epoch: int, next_step: int, steps_per_epoch: int):
+        """Ctrl-C: save the position after the last finished step and stop."""
+        self.check_finite_weights(f"at epoch {epoch}, step {next_step}")
+        path = self.checkpoints.save_latest()
+        raise Interrupted(f"interrupted at epoch {epoch}, step {next_step} of {steps_per_epoch}; "
+                          f"saved {path}; re-run the same command to resume")
 
     def check_finite_weights(self, when: str) -> None:
         """Raise TrainingDiverged when a weight is NaN or Inf, before anything is saved.
