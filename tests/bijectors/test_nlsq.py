@@ -284,7 +284,7 @@ def test_damped_parameterisation_is_the_reference_formula():
         np.testing.assert_allclose(getattr(bij, name).numpy(), value, rtol=1e-12)
 
 
-def test_damped_nlsq_is_invertible_for_any_raw_input():
+def test_nlsq_damping_is_invertible_for_any_raw_input():
     from tf_latentflow.bijectors.scalar_maps import scalar_map_class
 
     rng = np.random.default_rng(12)
