@@ -46,11 +46,8 @@ No tf.data autotuning: the maps run `MAP_PARALLELISM` calls at a time and
 `PREFETCH_BATCHES` batches are prefetched, with `options.autotune.enabled =
 False`. The trainers make a new iterator every epoch, and releasing an autotuned
 iterator waits for its autotuning thread to finish its current sleep, which
-doubles up to a minute: measured with the JSB training pipeline (TF 2.21,
-`benchmarks/iterator_release.py`), an iterator read for 47 s took 34.7 s to
-release in one epoch out of two, and a JSB AF/SCF epoch took 82.5 s instead of
-about 45 s in those epochs. The pipelines only pad and batch small tensors, so a
-fixed parallelism costs nothing measurable.
+doubles up to a minute (docs/performance.md has the measurement). The pipelines
+only pad and batch small tensors, so a fixed parallelism costs nothing measurable.
 """
 
 from __future__ import annotations
