@@ -20,20 +20,29 @@ def test_ratios_to_jsb(monkeypatch):
     assert row["padded_step_ratio"] == pytest.approx(12.0)
 
 
-def test_padded_steps_cover_every_sequence_on_the_xla_grid(monkeypatch, shared_data_dir, tmp_path):
+@pytest.mark.parametrize("batching", ["bucketed", "pooled"])
+def test_padded_steps_cover_every_sequence_on_the_xla_grid(monkeypatch, shared_data_dir, tmp_path, batching):
+    from tf_latentflow import data as D
     from tf_latentflow.training import default_config
     from tf_latentflow.training.inputs import XLA_TIME_MULTIPLE, batches, load_data
 
     bench = load_benchmark(monkeypatch, "jsb_epoch")
     config = default_config("jsb", "af-scf", str(tmp_path / "run"), data_dir=str(shared_data_dir),
-                            prepared_dir=str(tmp_path / "tfds"), jit_compile=True)
+                            prepared_dir=str(tmp_path / "tfds"), jit_compile=True, batching=batching)
     trainer = types.SimpleNamespace(config=config, bundle=load_data(config))
     padded = bench.padded_steps(trainer)
     lengths = trainer.bundle.lengths["train"]
     # Independently: each sequence padded up to the grid is a lower bound (fill rows add more);
-    # every row a batch holds has the batch's padded length, a multiple of the grid.
-    assert padded >= int(np.sum(-(-lengths // XLA_TIME_MULTIPLE) * XLA_TIME_MULTIPLE))
+    # every row a batch holds has the batch's padded length, a point of the grid.
+    if batching == "bucketed":
+        on_grid = -(-lengths // XLA_TIME_MULTIPLE) * XLA_TIME_MULTIPLE
+        grid_point = lambda steps: steps % XLA_TIME_MULTIPLE == 0  # noqa: E731
+    else:
+        grid = D.length_grid(lengths, config.length_grid_size)
+        on_grid = np.array([grid[np.searchsorted(grid, n)] for n in lengths])
+        grid_point = set(grid).__contains__
+    assert padded >= int(np.sum(on_grid))
     shapes = [tuple(b["x"].shape[:2]) for b in batches(config, trainer.bundle, "train", epoch=0)]
-    assert all(rows == config.batch_size and steps % XLA_TIME_MULTIPLE == 0 for rows, steps in shapes)
+    assert all(rows == config.batch_size and grid_point(steps) for rows, steps in shapes)
     assert padded == sum(rows * steps for rows, steps in shapes)
     assert sum(rows for rows, _ in shapes) >= len(lengths)
