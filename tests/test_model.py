@@ -176,6 +176,37 @@ def test_nll_chunks_and_graph_mode():
     assert np.any(chunked != whole)
 
 
+
+@pytest.mark.parametrize("prior", PRIORS)
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_the_evaluation_path_gives_the_training_paths_log_weights(prior, jit_compile):
+    """`nll` draws its chunks from one encoder pass through forward-only loops that stop
+    after the longest length (`log_weight_terms(skip_padding=True)`): on a batch padded
+    far beyond its longest sequence it must give, chunk by chunk, the log-weights that
+    the differentiable path (a fresh encoder pass per call, every step computed) gives."""
+    model = tiny(prior, text=False)
+    x, lengths = random_x(np.random.default_rng(7), False, [2, 4, 1], MAX_LENGTH)
+    x[:, 4:] = 1.0  # steps past the longest length: padding that must never be read
+    seed = tf.constant([3, 4], tf.int64)
+
+    def both(x, lengths):
+        posterior = model.inference.gaussian_parameters(x, lengths, skip_padding=True)
+        fast = model.log_weight_terms(x, lengths, 3, seed=seed, posterior=posterior, skip_padding=True)
+        slow = model.log_weight_terms(x, lengths, 3, seed=seed)
+        return fast, slow
+
+    fast, slow = tf.function(both, jit_compile=jit_compile)(x, lengths)
+    for name in slow:
+        np.testing.assert_allclose(fast[name].numpy(), slow[name].numpy(), rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+    # and the NLL itself is built from those log-weights (one chunk: the same seed)
+    terms = model.log_weight_terms(x, lengths, 5, seed=seed)
+    log_w = (terms["log_px_z"] + terms["log_pz"] - terms["log_qz"]).numpy().astype(np.float64)
+    expected = -(logsumexp(log_w, axis=0) - math.log(5)) - log_p_length(model, lengths)
+    np.testing.assert_allclose(model.nll(x, lengths, num_samples=5, seed=seed)["nll"].numpy(), expected,
+                               rtol=1e-5, atol=1e-4)
+
+
 # -- sampling ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("prior,text", [("standard-normal", True), ("af-af", False), ("iaf-scf", True)])

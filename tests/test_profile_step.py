@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 from benchmark_testing import load_benchmark
@@ -38,6 +39,9 @@ def test_profile_step_small_models(profile_step, tmp_path):
             ms, share = row["parts"][part]["ms"], row["parts"][part]["share"]
             assert math.isfinite(ms) and ms > 0, (name, part, ms)
             assert share == pytest.approx(ms / full)
+            # CPU time over wall time: positive, and at most the machine's cores (with slack)
+            assert 0 < row["parts"][part]["cores"] <= os.cpu_count() * 1.1, (name, part)
+        assert 0 < row["full_step_cores"] <= os.cpu_count() * 1.1
             assert part in row["descriptions"]
         overhead = row["overhead"]
         assert overhead["ms"] == pytest.approx(full - sum(row["parts"][p]["ms"] for p in parts))

@@ -270,12 +270,17 @@ class InferenceNetwork(keras.layers.Layer):
         self.head.build((None, None, 2 * self.hidden_units))
         self.built = True
 
-    def gaussian_parameters(self, x, lengths, training=False):
-        """(mu, log_var), float32 [B, T, H] each; log_var = log sigma^2. Meaningless at padding."""
+    def gaussian_parameters(self, x, lengths, training=False, skip_padding=False):
+        """(mu, log_var), float32 [B, T, H] each; log_var = log sigma^2. Meaningless at padding.
+
+        skip_padding: the BiLSTM stops after the longest length (`StackedBiLSTM`), for
+        evaluation without gradients: the same values at valid steps.
+        """
         x = tf.convert_to_tensor(x)
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         emb = self.embedding_dropout(self.embedding(_zero_padding(x, lengths)), training=training)
-        f, b = self.bilstm(emb, lengths, training=training, t_depth=self.max_length)
+        f, b = self.bilstm(emb, lengths, training=training, t_depth=self.max_length,
+                           skip_padding=skip_padding)
         params = self.head(tf.cast(tf.concat([f, b], axis=-1), tf.float32))
         mu, log_var = tf.split(params, 2, axis=-1)
         return mu, bound_log_var(log_var)
@@ -296,6 +301,12 @@ class InferenceNetwork(keras.layers.Layer):
         """
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         mu, log_var = self.gaussian_parameters(x, lengths, training=training)
+        return self.sample_given(mu, log_var, lengths, num_samples, seed=seed)
+
+    def sample_given(self, mu, log_var, lengths, num_samples: int = 1, seed=None):
+        """`sample_and_log_prob` from the Gaussian parameters `gaussian_parameters` gave,
+        so that several draws (the importance sampler's chunks) share one encoder pass."""
+        lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         shape = tf.concat([[num_samples], tf.shape(mu)], axis=0)
         eps = tf.random.stateless_normal(shape, seed=as_stateless_seed(seed), dtype=tf.float32)
         valid = tf.sequence_mask(lengths, tf.shape(mu)[1])  # [B, T]
