@@ -3,6 +3,7 @@
 
     python benchmarks/jsb_epoch.py [--models af-af af-scf iaf-scf lstm] [--epochs 6]
                                    [--no-jit-compile] [--data-dir ../shared/data] [--out ...]
+                                   [--reference-json train_af-af.json train_lstm.json ...]
     python benchmarks/jsb_epoch.py --dataset nottingham --ratio-to-jsb --models af-scf --epochs 2
 
 Trains each model for `--epochs` epochs with the JSB defaults (batch 5, 1 ELBO
@@ -10,8 +11,10 @@ sample, 46-48 steps per epoch; XLA unless --no-jit-compile) in a temporary run
 directory through the trainer, and reports from history.jsonl:
 
   first_epoch_s     epoch 1, training and validation, with the tracing and compiles
-  train_s           median training pass of epochs 2..N (the reference's figure is
-                    a training pass: harvardnlp/TextFlow, 2 threads, this machine's kind)
+  train_s           median training pass of epochs 2..N; with --reference-json, the
+                    reference's training pass of the same model measured in the same
+                    window (`reference_train_s`, the harness of docs/performance.md,
+                    `time_reference.py --what train`) and `speedup_vs_reference`
   epoch_s           median of epochs 2..N with the validation pass
   steadiness        slowest / fastest of the training passes of epochs 2..N: a compile
                     in a later epoch (a batch shape not met before) shows as > 1.3
@@ -19,8 +22,8 @@ directory through the trainer, and reports from history.jsonl:
   validation_loss_each  speed change can show it left the results alone
   test_nll_s        with --nll-samples K: the importance-sampled NLL of the test split
                     (K samples, the trainer's evaluation), timed on its second call (the
-                    first, with the compiles, is test_nll_first_s); the reference: 68 s
-                    for AF/AF with 50 samples
+                    first, with the compiles, is test_nll_first_s); `nll_pass.py` times
+                    that pass alone
 
   train_time_steps  the training split's time steps (sum of the sequence lengths) and
   train_padded_steps  the padded steps its batches hold (batch x padded length, fill rows
@@ -55,12 +58,23 @@ from tf_latentflow.training import Trainer, default_config
 from tf_latentflow.training.config import DATASET_ALIASES
 from tf_latentflow.training.inputs import batches
 
-# The reference's training pass (issue figures: 2 threads, batch 5, one epoch).
-REFERENCE_TRAIN_SECONDS = {"af-af": 31.0, "af-scf": 35.0, "iaf-scf": 58.0, "lstm": 5.1}
+MODELS = ("af-af", "af-scf", "iaf-scf", "lstm")
+
+
+def reference_seconds(paths) -> dict:
+    """{model: median seconds} of the reference harness's training-pass JSON files."""
+    seconds = {}
+    for path in paths or ():
+        record = json.loads(pathlib.Path(path).read_text())
+        if record.get("what") != "train":
+            raise ValueError(f"{path}: not a training-pass measurement (what={record.get('what')!r})")
+        seconds[record["model"]] = statistics.median(record["seconds_each"])
+    return seconds
 
 
 def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_samples: int = 0, *,
-            dataset: str = "jsb_chorales", prepared_dir: str | None = None, batching: str = "pooled") -> dict:
+            dataset: str = "jsb_chorales", prepared_dir: str | None = None, batching: str = "pooled",
+            reference: float | None = None) -> dict:
     """Train `name` for `epochs` epochs of `dataset` in a temporary run directory; the row of
     the JSON."""
     nll = {}
@@ -82,7 +96,7 @@ def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_sample
     train = [h["train_seconds"] for h in later] if all("train_seconds" in h for h in later) else None
     epoch = [h["epoch_seconds"] for h in later]
     basis = train or epoch
-    reference = REFERENCE_TRAIN_SECONDS.get(name) if config.dataset == "jsb_chorales" else None
+    reference = reference if config.dataset == "jsb_chorales" else None
     train_s = None if train is None else round(statistics.median(train), 2)
     return {"first_epoch_s": round(history[0]["epoch_seconds"], 2),
             "train_s": train_s, "epoch_s": round(statistics.median(epoch), 2),
@@ -120,7 +134,7 @@ def machine() -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(REFERENCE_TRAIN_SECONDS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--data-dir", default=os.environ.get("LATENTFLOW_DATA_DIR", "../shared/data"))
@@ -132,8 +146,11 @@ def main(argv=None):
                         help="also time the test split's importance-sampled NLL with this many samples")
     parser.add_argument("--batching", choices=("pooled", "bucketed"), default="pooled",
                         help="the trainer's --batching (default pooled; bucketed: the runs before pooling)")
+    parser.add_argument("--reference-json", nargs="+", default=(),
+                        help="the reference harness's training-pass JSON files, measured in the same window")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    reference = reference_seconds(args.reference_json)
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (epoch 1 holds the compiles)")
     suffix = ("_xla" if args.jit_compile else "_graph") + ("_bucketed" if args.batching == "bucketed" else "")
@@ -146,7 +163,8 @@ def main(argv=None):
 
     def run(name, on):
         row = measure(name, args.epochs, args.jit_compile, args.data_dir, args.nll_samples,
-                      dataset=on, prepared_dir=args.prepared_dir, batching=args.batching)
+                      dataset=on, prepared_dir=args.prepared_dir, batching=args.batching,
+                      reference=reference.get(name))
         print(on, name, json.dumps(row), flush=True)
         return row
 

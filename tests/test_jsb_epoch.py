@@ -1,5 +1,6 @@
 """benchmarks/jsb_epoch.py: the steps an epoch holds and the ratios to JSB's epoch."""
 
+import json
 import types
 
 import numpy as np
@@ -46,3 +47,17 @@ def test_padded_steps_cover_every_sequence_on_the_xla_grid(monkeypatch, shared_d
     assert all(rows == config.batch_size and grid_point(steps) for rows, steps in shapes)
     assert padded == sum(rows * steps for rows, steps in shapes)
     assert sum(rows for rows, _ in shapes) >= len(lengths)
+
+
+def test_reference_seconds_are_the_medians_of_the_harness_files(monkeypatch, tmp_path):
+    jsb_epoch = load_benchmark(monkeypatch, "jsb_epoch")
+    files = []
+    for model, seconds in (("af-af", [66.0, 62.0, 70.0]), ("lstm", [9.5])):
+        path = tmp_path / f"train_{model}.json"
+        path.write_text(json.dumps({"what": "train", "model": model, "seconds_each": seconds}))
+        files.append(path)
+    assert jsb_epoch.reference_seconds(files) == {"af-af": 66.0, "lstm": 9.5}
+    nll = tmp_path / "nll.json"
+    nll.write_text(json.dumps({"what": "nll", "model": "af-af", "seconds_each": [74.0]}))
+    with pytest.raises(ValueError, match="not a training-pass"):
+        jsb_epoch.reference_seconds([nll])
