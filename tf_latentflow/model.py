@@ -162,7 +162,7 @@ class LatentFlowVAE(keras.Model):
     # -- the per-sample terms --------------------------------------------------------------
 
     def log_weight_terms(self, x, lengths, num_samples: int = 1, seed=None, training=False,
-                         posterior=None, skip_padding=False):
+                         posterior=None):
         """Per-sample sequence totals for K samples z_k ~ q(z | x), each float32 [K, B]:
 
           log_px_z = sum_{t<T} log p(x_t | z_k, T)
@@ -172,9 +172,6 @@ class LatentFlowVAE(keras.Model):
         Padding steps contribute exactly 0. num_samples: a Python int K >= 1.
         posterior: q's (mu, log_var) from `InferenceNetwork.gaussian_parameters`, when
         several calls draw from one encoder pass (the NLL's chunks); None runs it.
-        skip_padding: evaluation without gradients (not training): every recurrence
-        runs a forward-only loop, stopped after the longest length where the model
-        allows (`StackedBiLSTM`, `SequenceFlowPrior.log_prob`); the same values.
         """
         x = tf.convert_to_tensor(x)
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
@@ -185,19 +182,15 @@ class LatentFlowVAE(keras.Model):
                 tf.reduce_max(tf.concat([lengths, [0]], 0)), tf.shape(x)[1],
                 message="LatentFlowVAE: a length exceeds the time dimension of x")]):
             lengths = tf.identity(lengths)
-        skip_padding = skip_padding and not training
         if posterior is None:
-            posterior = self.inference.gaussian_parameters(x, lengths, training=training,
-                                                           skip_padding=skip_padding)
+            posterior = self.inference.gaussian_parameters(x, lengths, training=training)
         z, log_q = self.inference.sample_given(*posterior, lengths, k, seed=seed)
         batch, steps = tf.shape(z)[1], tf.shape(z)[2]
         flat_z = tf.reshape(z, tf.stack([k * batch, steps, self.latent_size]))
         flat_lengths = tf.tile(lengths, [k])
         flat_x = tf.tile(x, tf.concat([[k], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
-        log_p = tf.cast(self.prior.log_prob(flat_z, flat_lengths, training=training,
-                                            skip_padding=skip_padding), tf.float32)
-        log_px = self.emission.log_prob(flat_x, flat_z, flat_lengths, training=training,
-                                        skip_padding=skip_padding)
+        log_p = tf.cast(self.prior.log_prob(flat_z, flat_lengths, training=training), tf.float32)
+        log_px = self.emission.log_prob(flat_x, flat_z, flat_lengths, training=training)
         to_kb = lambda steps_terms: tf.reshape(tf.reduce_sum(steps_terms, axis=-1), tf.stack([k, batch]))
         return {"log_px_z": to_kb(log_px), "log_pz": to_kb(log_p),
                 "log_qz": tf.reduce_sum(tf.cast(log_q, tf.float32), axis=-1)}
@@ -244,17 +237,16 @@ class LatentFlowVAE(keras.Model):
         chunk_size: evaluate the samples chunk_size at a time, one chunk after
         the other (a `tf.while_loop`), to bound memory; None does all K at once.
         Chunk c uses the seed fold_in(seed, c), so results depend on chunk_size
-        (not on anything else). Runs in inference mode (no dropout), for evaluation:
-        one encoder pass for all chunks, and recurrences that keep nothing for a
-        backward pass (`log_weight_terms(skip_padding=True)`); not for gradients.
+        (not on anything else). Runs in inference mode (no dropout), with one encoder
+        pass for all chunks (`log_weight_terms(posterior=...)`).
         """
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         k = int(num_samples)
         chunk = k if chunk_size is None else max(1, min(int(chunk_size), k))
         num_chunks = -(-k // chunk)
         seed = as_stateless_seed(seed)
-        posterior = self.inference.gaussian_parameters(x, lengths, skip_padding=True)
-        draw = functools.partial(self.log_weight_terms, x, lengths, posterior=posterior, skip_padding=True)
+        posterior = self.inference.gaussian_parameters(x, lengths)
+        draw = functools.partial(self.log_weight_terms, x, lengths, posterior=posterior)
         if num_chunks == 1:
             terms = draw(k, seed=seed)
         else:

@@ -124,8 +124,7 @@ class Emission(keras.layers.Layer):
 
         z: float [N, T, H] (values at padding steps are never read); lengths int [N].
         skip_padding: the BiLSTM stops after the longest length (`StackedBiLSTM`), for
-        sampling and evaluation: the same logits, faster when T is padded beyond every
-        length; its loop keeps nothing for a backward pass.
+        sampling: the same logits, faster when T is padded beyond every length.
         """
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         z = tf.cast(tf.convert_to_tensor(z), self.compute_dtype)
@@ -148,15 +147,14 @@ class Emission(keras.layers.Layer):
     def call(self, z, lengths, training=False):
         return self.logits(z, lengths, training=training)
 
-    def log_prob(self, x, z, lengths, training=False, skip_padding=False):
+    def log_prob(self, x, z, lengths, training=False):
         """log p(x_t | z, T), float32 [N, T]: exactly 0 at padding steps.
 
         x: int [N, T] ids (text) or [N, T, num_notes] 0/1 frames (music).
-        skip_padding: as in `logits`, for evaluation without gradients.
         """
         x = tf.convert_to_tensor(x)
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
-        logits = self.logits(z, lengths, training=training, skip_padding=skip_padding)
+        logits = self.logits(z, lengths, training=training)
         valid = tf.sequence_mask(lengths, tf.shape(logits)[1])
         if self.is_text:
             ids = tf.where(valid, tf.cast(x, tf.int32), tf.zeros_like(x, tf.int32))

@@ -270,17 +270,12 @@ class InferenceNetwork(keras.layers.Layer):
         self.head.build((None, None, 2 * self.hidden_units))
         self.built = True
 
-    def gaussian_parameters(self, x, lengths, training=False, skip_padding=False):
-        """(mu, log_var), float32 [B, T, H] each; log_var = log sigma^2. Meaningless at padding.
-
-        skip_padding: the BiLSTM stops after the longest length (`StackedBiLSTM`), for
-        evaluation without gradients: the same values at valid steps.
-        """
+    def gaussian_parameters(self, x, lengths, training=False):
+        """(mu, log_var), float32 [B, T, H] each; log_var = log sigma^2. Meaningless at padding."""
         x = tf.convert_to_tensor(x)
         lengths = tf.cast(tf.convert_to_tensor(lengths), tf.int32)
         emb = self.embedding_dropout(self.embedding(_zero_padding(x, lengths)), training=training)
-        f, b = self.bilstm(emb, lengths, training=training, t_depth=self.max_length,
-                           skip_padding=skip_padding)
+        f, b = self.bilstm(emb, lengths, training=training, t_depth=self.max_length)
         params = self.head(tf.cast(tf.concat([f, b], axis=-1), tf.float32))
         mu, log_var = tf.split(params, 2, axis=-1)
         return mu, bound_log_var(log_var)

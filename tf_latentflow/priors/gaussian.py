@@ -37,7 +37,7 @@ class StandardNormalPrior(keras.layers.Layer):
         super().__init__(**kwargs)
         self.latent_size = int(latent_size)
 
-    def log_prob(self, z, lengths, training=False, skip_padding=False):
+    def log_prob(self, z, lengths, training=False):
         z = tf.convert_to_tensor(z)
         valid = tf.sequence_mask(lengths, tf.shape(z)[1])
         # Padding steps are zeroed before the density (not after), so whatever they hold

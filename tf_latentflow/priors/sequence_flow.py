@@ -108,7 +108,7 @@ class SequenceFlowPrior(keras.layers.Layer):
         y, log_det = fn(flat_x, context=flat_c)
         return tf.reshape(y, shape), tf.reshape(log_det, shape[:2])
 
-    def _parallel(self, direction, x, lengths, training=False, forward_only=False):
+    def _parallel(self, direction, x, lengths, training=False):
         """Contexts from the known `x` itself (shifted), then the flow for all t in one pass.
 
         The time LSTM runs over every step, padding included, in sampling too: with it
@@ -119,7 +119,7 @@ class SequenceFlowPrior(keras.layers.Layer):
         if self.conditioner is None:
             context = t_features(lengths, tf.shape(x)[1], self.max_length, dtype=x.dtype)
         else:
-            context = self.conditioner.parallel(x, lengths, training=training, forward_only=forward_only)
+            context = self.conditioner.parallel(x, lengths, training=training)
         return self._apply_flow(direction, x, context)
 
     def _serial(self, direction, y, lengths, training=False, skip_padding=False):
@@ -158,13 +158,8 @@ class SequenceFlowPrior(keras.layers.Layer):
 
     # -- public interface ------------------------------------------------------------------
 
-    def log_prob(self, z, lengths, training=False, skip_padding=False):
-        """Per-step log p(z_t | z_<t, T), float32 `[B, T]`, 0 at padding steps.
-
-        skip_padding: for evaluation without gradients (not training): the serial
-        density (time="iaf") stops after the longest length, and the time LSTM of the
-        parallel one runs a forward-only loop over every step (see `_parallel`); the
-        same values."""
+    def log_prob(self, z, lengths, training=False):
+        """Per-step log p(z_t | z_<t, T), float32 `[B, T]`, 0 at padding steps."""
         if not self.built:
             self.build()
         z = tf.convert_to_tensor(z)
@@ -172,11 +167,9 @@ class SequenceFlowPrior(keras.layers.Layer):
         valid = step_mask(lengths, tf.shape(z)[1], tf.bool)
         z = tf.where(valid[..., tf.newaxis], z, tf.zeros_like(z))  # padding never reaches the math
         if self.time == "iaf":
-            eps, log_det = self._serial("inverse", z, lengths, training=training,
-                                        skip_padding=skip_padding and not training)
+            eps, log_det = self._serial("inverse", z, lengths, training=training)
         else:
-            eps, log_det = self._parallel("inverse", z, lengths, training=training,
-                                          forward_only=skip_padding and not training)
+            eps, log_det = self._parallel("inverse", z, lengths, training=training)
         return tf.where(valid, standard_normal_log_prob(eps) + log_det, tf.zeros_like(log_det))
 
     def sample(self, lengths, seed=None, max_steps=None):

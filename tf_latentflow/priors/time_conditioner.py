@@ -82,12 +82,8 @@ class TimeConditioner(keras.layers.Layer):
         """s_{-1} broadcast to `[B, input_size]`."""
         return tf.broadcast_to(tf.cast(self.start, dtype), tf.stack([batch_size, self.input_size]))
 
-    def parallel(self, sequence, lengths, training=False, forward_only=False):
-        """h_t for every t from the known `sequence` `[B, T, input_size]`: `[B, T, units]`.
-
-        forward_only: for evaluation without gradients (no dropout): each layer runs
-        `FastLSTM.inference` over every step, a loop that keeps nothing for a backward
-        pass; the same values."""
+    def parallel(self, sequence, lengths, training=False):
+        """h_t for every t from the known `sequence` `[B, T, input_size]`: `[B, T, units]`."""
         if not self.built:
             self.build()
         batch, steps = tf.shape(sequence)[0], tf.shape(sequence)[1]
@@ -98,10 +94,7 @@ class TimeConditioner(keras.layers.Layer):
                                                        self.initial_state(lengths))):
             # the first layer's T-features enter as rows of its kernel (FastLSTM.t_feature_rows)
             rows = lstm.t_feature_rows(lengths, steps, self.max_length) if i == 0 else None
-            if forward_only:
-                h = lstm.inference(h, initial_state=state, t_rows=rows)
-            else:
-                h = dropout(lstm(h, initial_state=state, t_rows=rows), training=training)
+            h = dropout(lstm(h, initial_state=state, t_rows=rows), training=training)
         return h
 
     def step_features(self, lengths, steps, dtype=tf.float32):
