@@ -858,3 +858,28 @@ def test_the_validation_nll_leaves_the_training_unchanged(tmp_path):
     losses = {k: [h["train_loss"] for h in t.run_dir.read_history()] for k, t in runs.items()}
     assert losses[0] == losses[2]
     assert any("validation_nll" in h for h in runs[2].run_dir.read_history())
+
+
+def test_the_initial_weights_do_not_depend_on_what_loading_the_data_drew(tmp_path, monkeypatch):
+    """A run's first process prepares the dataset (TFDS draws from the global random
+    generators), a later one only reads it: both must start from the same weights."""
+    import random
+
+    bundle = synthetic_bundle()
+
+    def quiet_load(config):
+        return bundle
+
+    def drawing_load(config):  # what a first preparation may do to the global generators
+        random.random(), np.random.random(), tf.random.uniform([3]), keras.random.uniform([2])
+        return bundle
+
+    initial = {}
+    for name, load in (("quiet", quiet_load), ("drawing", drawing_load)):
+        monkeypatch.setattr(trainer_lib, "load_data", load)
+        trainer = trainer_lib.Trainer(config_for(tmp_path, name), log=lambda *_: None)
+        initial[name] = weights(trainer)
+        trainer.close()
+    assert len(initial["quiet"]) > 0
+    for a, b in zip(initial["quiet"], initial["drawing"]):
+        np.testing.assert_array_equal(a, b)

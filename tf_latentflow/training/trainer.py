@@ -120,9 +120,11 @@ class Trainer:
         else:
             self.run_dir = scratch_run_directory(f"{self.role.task_type}{self.role.task_id}")
             self._remove_scratch = weakref.finalize(self, shutil.rmtree, str(self.run_dir.path), True)
-        keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed
         self.bundle = bundle or load_data(config)
         vocab_size = len(self.bundle.vocabulary) if self.bundle.vocabulary else None
+        # The same initial weights for the same seed: seeded after the data, whose first
+        # preparation (TFDS) draws from the global generators and a later read does not.
+        keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = build_model(config.model_settings, length_model(config, self.bundle), vocab_size,
                                      self.policy)
