@@ -41,8 +41,8 @@ def test_profile_step_small_models(profile_step, tmp_path):
             assert share == pytest.approx(ms / full)
             # CPU time over wall time: positive, and at most the machine's cores (with slack)
             assert 0 < row["parts"][part]["cores"] <= os.cpu_count() * 1.1, (name, part)
-        assert 0 < row["full_step_cores"] <= os.cpu_count() * 1.1
             assert part in row["descriptions"]
+        assert 0 < row["full_step_cores"] <= os.cpu_count() * 1.1
         overhead = row["overhead"]
         assert overhead["ms"] == pytest.approx(full - sum(row["parts"][p]["ms"] for p in parts))
         assert overhead["share"] == pytest.approx(overhead["ms"] / full)
