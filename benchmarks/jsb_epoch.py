@@ -47,12 +47,11 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import tempfile
 import time
 
-import tensorflow as tf
+from timing import machine
 
 from tf_latentflow.training import Trainer, default_config
 from tf_latentflow.training.config import DATASET_ALIASES
@@ -124,12 +123,6 @@ def add_ratios(rows: dict, jsb_rows: dict) -> None:
         row["ratio_to_jsb"] = round(row["train_s"] / jsb["train_s"], 2)
         row["time_step_ratio"] = round(row["train_time_steps"] / jsb["train_time_steps"], 2)
         row["padded_step_ratio"] = round(row["train_padded_steps"] / jsb["train_padded_steps"], 2)
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "threads": {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS",
-                                                       "TF_NUM_INTEROP_THREADS")}}
 
 
 def main(argv=None):

@@ -26,20 +26,14 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import tempfile
 import time
 
-import tensorflow as tf
+from timing import machine
 
 from tf_latentflow.training import Trainer, default_config
 from tf_latentflow.training.inputs import batches
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "threads": {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}}
 
 
 def measure(model: str, dataset: str, samples: int, repeats: int, data_dir: str) -> dict:

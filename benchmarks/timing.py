@@ -1,5 +1,7 @@
 """Timing helpers shared by the benchmark scripts (run them as `python benchmarks/<name>.py`)."""
 
+import os
+import platform
 import statistics
 import time
 
@@ -18,3 +20,10 @@ def timed(fn, repeats):
         cores.append(cpu / wall if wall > 0 else 0.0)
     return statistics.median(walls), statistics.median(cores)
 
+
+def machine() -> dict:
+    """Platform, CPUs, TensorFlow and its thread settings, for a benchmark's JSON."""
+    import tensorflow as tf
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+            "threads": {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}}

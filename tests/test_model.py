@@ -179,7 +179,7 @@ def test_nll_chunks_and_graph_mode():
 
 @pytest.mark.parametrize("prior", ["standard-normal", "af-scf", "iaf-scf"])
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_the_nll_chunks_share_one_encoder_pass(prior, jit_compile):
+def test_the_nll_chunks_share_one_encoder_pass(prior, jit_compile, monkeypatch):
     """`nll` draws its chunks from one encoder pass (`log_weight_terms(posterior=...)`):
     on a batch padded beyond its longest sequence that must give the log-weights of a
     fresh encoder pass per call, and the NLL must be built from them."""
@@ -198,6 +198,13 @@ def test_the_nll_chunks_share_one_encoder_pass(prior, jit_compile):
     for name in slow:
         np.testing.assert_allclose(fast[name].numpy(), slow[name].numpy(), rtol=1e-5, atol=1e-5,
                                    err_msg=name)
+    # one encoder pass per call, however many chunks
+    calls, encode = [], model.inference.gaussian_parameters
+    monkeypatch.setattr(model.inference, "gaussian_parameters",
+                        lambda *a, **k: (calls.append(1), encode(*a, **k))[1])
+    model.nll(x, lengths, num_samples=6, seed=seed, chunk_size=2)
+    assert len(calls) == 1
+    monkeypatch.undo()
     # and the NLL itself is built from those log-weights (one chunk: the same seed)
     terms = model.log_weight_terms(x, lengths, 5, seed=seed)
     log_w = (terms["log_px_z"] + terms["log_pz"] - terms["log_qz"]).numpy().astype(np.float64)
