@@ -2,7 +2,8 @@
 (and another music dataset's epochs against JSB's).
 
     python benchmarks/jsb_epoch.py [--models af-af af-scf iaf-scf lstm] [--epochs 6]
-                                   [--no-jit-compile] [--data-dir ../shared/data] [--out ...]
+                                   [--no-jit-compile] [--length-grid-size K] [--elbo-samples K]
+                                   [--data-dir ../shared/data] [--out ...]
                                    [--reference-json train_af-af.json train_lstm.json ...]
     python benchmarks/jsb_epoch.py --dataset nottingham --ratio-to-jsb --models af-scf --epochs 2
 
@@ -73,13 +74,15 @@ def reference_seconds(paths) -> dict:
 
 def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_samples: int = 0, *,
             dataset: str = "jsb_chorales", prepared_dir: str | None = None, batching: str = "pooled",
+            length_grid_size: int | None = None, elbo_samples: int | None = None,
             reference: float | None = None) -> dict:
     """Train `name` for `epochs` epochs of `dataset` in a temporary run directory; the row of
     the JSON."""
     nll = {}
     with tempfile.TemporaryDirectory() as run_dir:
         config = default_config(dataset, name, run_dir, epochs=epochs, data_dir=data_dir,
-                                jit_compile=jit_compile, prepared_dir=prepared_dir, batching=batching)
+                                jit_compile=jit_compile, prepared_dir=prepared_dir, batching=batching,
+                                length_grid_size=length_grid_size, elbo_samples=elbo_samples)
         trainer = Trainer(config, log=lambda *_: None)
         steps = {"train_time_steps": int(trainer.bundle.lengths["train"].sum()),
                  "train_padded_steps": padded_steps(trainer)}
@@ -97,7 +100,8 @@ def measure(name: str, epochs: int, jit_compile: bool, data_dir: str, nll_sample
     basis = train or epoch
     reference = reference if config.dataset == "jsb_chorales" else None
     train_s = None if train is None else round(statistics.median(train), 2)
-    return {"first_epoch_s": round(history[0]["epoch_seconds"], 2),
+    return {"length_grid_size": config.length_grid_size, "elbo_samples": config.elbo_samples,
+            "first_epoch_s": round(history[0]["epoch_seconds"], 2),
             "train_s": train_s, "epoch_s": round(statistics.median(epoch), 2),
             "train_seconds_each": None if train is None else [round(t, 2) for t in train],
             "epoch_seconds_each": [round(t, 2) for t in epoch],
@@ -139,6 +143,10 @@ def main(argv=None):
                         help="also time the test split's importance-sampled NLL with this many samples")
     parser.add_argument("--batching", choices=("pooled", "bucketed"), default="pooled",
                         help="the trainer's --batching (default pooled; bucketed: the runs before pooling)")
+    parser.add_argument("--length-grid-size", type=int, default=None,
+                        help="the trainer's --length-grid-size (default: the dataset's)")
+    parser.add_argument("--elbo-samples", type=int, default=None,
+                        help="the trainer's --elbo-samples (default: the dataset's)")
     parser.add_argument("--reference-json", nargs="+", default=(),
                         help="the reference harness's training-pass JSON files, measured in the same window")
     parser.add_argument("--out", default=None)
@@ -157,6 +165,7 @@ def main(argv=None):
     def run(name, on):
         row = measure(name, args.epochs, args.jit_compile, args.data_dir, args.nll_samples,
                       dataset=on, prepared_dir=args.prepared_dir, batching=args.batching,
+                      length_grid_size=args.length_grid_size, elbo_samples=args.elbo_samples,
                       reference=reference.get(name))
         print(on, name, json.dumps(row), flush=True)
         return row

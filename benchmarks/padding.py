@@ -15,7 +15,7 @@ real steps, averaged over 3 epochs, with
 
 and the number of padded lengths (XLA programs) each meets. `pooled_without_grid` pads
 every batch to its own longest sequence: the floor that the spread of lengths inside a
-batch leaves (for 16-row evaluation batches of a 76-sequence split, most of the padding). The bucketed figures come from
+batch leaves (for the evaluation batches of a 76-sequence split, most of the padding). The bucketed figures come from
 the tf.data pipeline itself; the pooled ones from `data.pooling.epoch_batches`, which the
 pipeline follows batch for batch (tests/data/test_pooling.py).
 """

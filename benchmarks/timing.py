@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmark scripts (run them as `python benchmarks/<name>.py`)."""
 
 import os
+import pathlib
 import platform
 import statistics
 import time
@@ -21,9 +22,29 @@ def timed(fn, repeats):
     return statistics.median(walls), statistics.median(cores)
 
 
+# The vector extensions that move the reference's ratio: torch's oneDNN kernels use
+# AVX-512 and AMX where the CPU has them (docs/performance.md "Against the reference").
+VECTOR_FLAGS = ("avx2", "avx512f", "amx_bf16")
+
+
+def cpu(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and which of VECTOR_FLAGS it has (Linux /proc/cpuinfo)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {"model": platform.processor() or None, "flags": None}
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name"), "flags": [f for f in VECTOR_FLAGS if f in flags]}
+
+
 def machine() -> dict:
-    """Platform, CPUs, TensorFlow and its thread settings, for a benchmark's JSON."""
+    """Platform, CPU, TensorFlow and its thread settings, for a benchmark's JSON."""
     import tensorflow as tf
 
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu(), "tensorflow": tf.__version__,
             "threads": {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}}

@@ -36,3 +36,10 @@ def test_cpu_time_of_every_thread_counts(timing):
 
     _, cores = timing.timed(two_threads, repeats=3)
     assert cores > 0.25
+
+
+def test_cpu_reads_the_model_and_the_vector_extensions_of_the_first_processor(timing):
+    cpuinfo = ("processor\t: 0\nmodel name\t: Example Xeon\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\n"
+               "processor\t: 1\nmodel name\t: Other\nflags\t\t: fpu amx_bf16\n")
+    assert timing.cpu(cpuinfo) == {"model": "Example Xeon", "flags": ["avx2", "avx512f"]}
+    assert timing.cpu("processor\t: 0\n") == {"model": None, "flags": []}

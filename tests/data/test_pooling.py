@@ -101,3 +101,21 @@ def test_training_padding_at_batch_5_is_within_the_bound(prepared, dataset):
     for epoch in range(3):
         batches = pooling.epoch_batches(lengths, 5, seed=epoch, pool_batches=100)
         assert pooling.padding_ratio(lengths, batches, 5, grid) <= PADDING_BOUND
+
+
+@pytest.mark.parametrize("dataset", ["jsb_chorales", "nottingham"])
+def test_evaluation_batches_of_the_default_size_pad_less_than_batches_of_16(prepared, dataset):
+    from tf_latentflow.training.config import default_config
+
+    config = default_config(dataset, "af-af", "unused")
+    assert config.eval_batch_size == 8
+    for split in ("validation", "test"):
+        lengths = D.split_lengths(prepared(dataset).as_dataset(split=split))
+        grid = pooling.length_grid(lengths, config.length_grid_size)
+
+        def ratio(size):
+            batches = pooling.epoch_batches(lengths, size, seed=None, pool_batches=100)
+            return pooling.padding_ratio(lengths, batches, size, grid, filled=False)
+
+        assert ratio(8) < ratio(16)
+        assert ratio(8) <= 1.15  # JSB test: 1.08 (1.22 at 16)

@@ -94,6 +94,15 @@ def test_runs_differing_beyond_the_seed_are_flagged(tmp_path):
     assert "iaf-scf (differ: emission_dropout)" in summary.markdown([row])
 
 
+def test_the_evaluation_batch_is_not_a_difference_but_its_samples_are(tmp_path):
+    # Seed 0 evaluated in batches of 16 (before the default became 8): the same estimator.
+    _write(tmp_path, "af-scf-seed0", default_config("jsb", "af-scf", "x", seed=0, eval_batch_size=16), 6.5)
+    _write(tmp_path, "af-scf-seed1", default_config("jsb", "af-scf", "x", seed=1), 6.6)
+    assert summary.seed_rows(tmp_path)[0].differences == ()
+    _write(tmp_path, "af-scf-seed2", default_config("jsb", "af-scf", "x", seed=2, nll_samples=10), 6.7)
+    assert summary.seed_rows(tmp_path)[0].differences == ("nll_samples",)
+
+
 def test_epochs_differ_only_if_the_trained_epochs_do(tmp_path):
     # Seed 0 set to 100 epochs and stopped by hand after 65; seed 1 set to 65.
     _write(tmp_path, "af-af-seed0", default_config("jsb", "af-af", "x", seed=0), 6.5, epochs_trained=65)

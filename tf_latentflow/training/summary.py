@@ -13,7 +13,9 @@ that differs from the dataset's defaults (`config.default_config`), as the train
 flags (those of the highest seed's run). Runs of one model whose settings differ beyond
 the seed are reported, since a mean over them would not be a seed mean (a different
 `epochs` only if the runs also trained different numbers of epochs: one stopped by hand
-at the epoch the others were set to end at trained the same).
+at the epoch the others were set to end at trained the same; the evaluation's batch size
+and chunk budget only change which random draws the NLL's samples use, so they are not
+a difference).
 
     python -m trainers.summary results/jsb
 """
@@ -33,6 +35,7 @@ from tf_latentflow.training.config import (DATASET_ALIASES, MUSIC_DATASETS, TEXT
 
 # Settings that do not change what a run computes, left out of the command.
 _PLACE_ONLY = {"output_dir", "data_dir", "prepared_dir", "evaluate_only", "strategy"}
+_EVALUATION_DRAWS = {"eval_batch_size", "nll_chunk_budget"}
 _SEED_FILE = re.compile(r"^(?P<model>.+)-seed(?P<seed>\d+)$")
 
 
@@ -136,7 +139,8 @@ def seed_rows(directory) -> list[SeedRow]:
         sd = math.sqrt(sum((x - mean) ** 2 for x in nll) / (n - 1)) if n > 1 else None
         first = dataclasses.asdict(configs[0])
         differences = sorted({k for c in configs[1:] for k, v in dataclasses.asdict(c).items()
-                              if k not in _PLACE_ONLY | {"seed", "epochs"} and v != first[k]})
+                              if k not in _PLACE_ONLY | _EVALUATION_DRAWS | {"seed", "epochs"}
+                              and v != first[k]})
         # A run stopped by hand at the epoch the others were set to end at trained the same.
         trained = {r.get("epochs_trained") for r in records}
         if len({c.epochs for c in configs}) > 1 and (None in trained or len(trained) > 1):
