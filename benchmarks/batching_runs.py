@@ -8,7 +8,8 @@ Each RUN is a results file stem (RUN.json and RUN.history.jsonl, as `trainers.re
 harvests them). The JSON holds, per run, its batching, epochs, best epoch and test NLL, and
 per epoch both runs' training and validation -ELBO (nats per step) and training pass
 seconds. `--seeds` adds the test NLLs of further seeds of the second run's setting: the
-spread the first run is read against (`within_seed_spread`).
+spread the first run is read against (`against_seed_spread`: below, within or above their
+range; their mean and sd).
 
 The two runs draw their batches in a different order from the same seed, so their
 trajectories are two samples of one training distribution, not the same path: compare
@@ -60,6 +61,10 @@ def compare(new: str, old: str, seeds: list[str]) -> dict:
             "old": describe(old, old_results, old_history),
             "seed_test_nlls": seed_nlls, "seed_range": [min(seed_nlls), max(seed_nlls)],
             "within_seed_spread": min(seed_nlls) <= new_nll <= max(seed_nlls),
+            "against_seed_spread": ("below" if new_nll < min(seed_nlls) else
+                                    "above" if new_nll > max(seed_nlls) else "within"),
+            "seed_mean": statistics.mean(seed_nlls),
+            "seed_sd": statistics.stdev(seed_nlls) if len(seed_nlls) > 1 else None,
             "validation_loss_mean_abs_difference": round(statistics.mean(
                 abs(r["new_validation_loss"] - r["old_validation_loss"]) for r in shared), 4) if shared else None,
             "epochs_compared": len(shared), "epochs_each": epochs}

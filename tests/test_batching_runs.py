@@ -33,7 +33,9 @@ def test_the_runs_line_up_by_epoch_and_the_new_nll_is_read_against_the_seeds(mon
     assert result["new"]["epochs"] == 3 and result["old"]["epochs"] == 2
     assert result["new"]["train_seconds_median"] == pytest.approx(31.5)  # epochs 1-2: 31, 32
     assert result["seed_range"] == [6.53, 6.67]
-    assert result["within_seed_spread"] is True
+    assert result["within_seed_spread"] is True and result["against_seed_spread"] == "within"
+    assert result["seed_mean"] == pytest.approx((6.53 + 6.67 + 6.56) / 3)
+    assert result["seed_sd"] == pytest.approx(0.0737111, abs=1e-6)
     assert result["epochs_compared"] == 2
     assert result["validation_loss_mean_abs_difference"] == pytest.approx(0.5)
     last = result["epochs_each"][2]
@@ -45,4 +47,6 @@ def test_a_run_outside_the_seeds_range_is_flagged(monkeypatch, tmp_path):
     new = write_run(tmp_path, "pooled", 6.70, [10.0], batching="pooled")
     old = write_run(tmp_path, "seed0", 6.53, [10.0])
     result = bench.compare(new, old, [write_run(tmp_path, "seed1", 6.67, [9.0])])
-    assert result["within_seed_spread"] is False
+    assert result["within_seed_spread"] is False and result["against_seed_spread"] == "above"
+    better = write_run(tmp_path, "better", 6.50, [10.0], batching="pooled")
+    assert bench.compare(better, old, [])["against_seed_spread"] == "below"
