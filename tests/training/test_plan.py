@@ -51,6 +51,8 @@ def test_experiment_groups_write_under_experiments_and_keys_are_unique():
     screens = plan.select(runs, groups=["piano-warmup"])
     assert [r.settings["grad_accum"] for r in screens] == [1, 2]
     assert all(r.folder == "experiments/piano" and r.settings["epochs"] == 20 for r in screens)
+    (bundle,) = plan.select(runs, groups=["piano-reference"])
+    assert bundle.settings["grad_accum"] == 8 and bundle.settings["kl_schedule"] == "reference"
 
 
 def test_selection_by_dataset_alias_model_and_seed():
