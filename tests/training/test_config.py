@@ -152,15 +152,19 @@ def test_wide_latents_are_fine_where_no_made_is_used():
 
 
 def test_gradient_accumulation_setting_and_the_long_piece_defaults():
-    """Piano-midi and MuseData flows: the reference's batch 1, 8-step accumulation, validation
-    batch 1 and 4 NLL samples; the other datasets and the baseline do not accumulate; PTB
-    IAF/SCF has 3 within-step flow layers and no dropout."""
-    for dataset in ("piano", "muse"):
-        config = default_config(dataset, "af-scf", "out")
-        assert (config.batch_size, config.grad_accum, config.eval_batch_size, config.nll_samples) == (1, 8, 1, 4)
+    """Piano-midi and MuseData flows: the reference's batch 1, validation batch 1 and 4 NLL
+    samples; MuseData accumulates the reference's 8 steps, Piano-midi 2 (its warm-up
+    screens); the other datasets and the baseline do not accumulate; PTB IAF/SCF has 3
+    within-step flow layers and no dropout."""
+    for dataset, accumulated in (("piano", 2), ("muse", 8)):
+        for model in ("af-af", "af-scf", "iaf-scf"):
+            config = default_config(dataset, model, "out")
+            assert (config.batch_size, config.grad_accum, config.eval_batch_size,
+                    config.nll_samples) == (1, accumulated, 1, 4)
+    assert default_config("piano", "lstm", "out").grad_accum == 1
     assert default_config("jsb", "af-scf", "out").grad_accum == 1
     assert default_config("nottingham", "iaf-scf", "out").grad_accum == 1
-    assert default_config("piano", "af-scf", "out", grad_accum=2).grad_accum == 2
+    assert default_config("piano", "af-scf", "out", grad_accum=8).grad_accum == 8
     ptb = default_config("ptb", "iaf-scf", "out")
     assert ptb.num_flow_layers == 3 and ptb.prior_dropout == 0.0
     assert default_config("ptb", "af-scf", "out").num_flow_layers == 5
@@ -189,7 +193,7 @@ def test_print_config_shows_the_per_dataset_defaults_and_the_given_flags(capsys,
     untouched = ["--data-dir", str(tmp_path / "no-data"), "--output-dir", str(tmp_path / "run")]
     piano = print_config(capsys, "music", ["--dataset", "piano", "--model", "af-scf"] + untouched)
     assert (piano["dataset"], piano["batch_size"], piano["grad_accum"], piano["eval_batch_size"],
-            piano["nll_samples"]) == ("piano_midi", 1, 8, 1, 4)
+            piano["nll_samples"]) == ("piano_midi", 1, 2, 1, 4)
     jsb = print_config(capsys, "music", ["--dataset", "jsb"] + untouched)
     assert (jsb["model"], jsb["inference_dropout"], jsb["emission_dropout"], jsb["batch_size"]) == (
         "af-af", 0.2, 0.2, 5)
