@@ -52,7 +52,7 @@ def dry_run(runs, reproducer: Reproducer, results_dir, command) -> None:
     total, unknown = 0.0, 0
     print(f"{'run':<40} {'state':<22} {'hours':>6}  projection from")
     for run, state in reproducer.states(runs):
-        projection = project(run, state, results_dir)
+        projection = project(run, state, results_dir, reproducer.run_dir(run))
         hours = "?" if projection.hours is None else f"{projection.hours:.1f}"
         total += projection.hours or 0.0
         unknown += projection.hours is None

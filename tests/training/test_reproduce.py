@@ -160,6 +160,14 @@ def test_states_and_projected_hours_from_committed_histories(tmp_path):
     assert "1 committed table af-af" in fresh.source
     assert project(run, RunState("partial", 3), results).hours == pytest.approx((10 + 36) / 3600)
     assert project(run, RunState("done", 4), results).hours == 0.0
+    # a partial run's own epochs (after its first) give the epoch time on this machine
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "history.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "epoch_seconds": s}) + "\n" for e, s in enumerate([300.0, 25.0, 35.0])))
+    resumed = project(run, RunState("partial", 3), results, own)
+    assert resumed.hours == pytest.approx((30 + 36) / 3600) and "its own 3 epochs" in resumed.source
+    assert project(run, RunState("partial", 3), results, tmp_path / "missing").hours == pytest.approx((10 + 36) / 3600)
     # the declared epochs cap the committed count; another flow model is a marked stand-in
     short = project(PlannedRun("jsb", "iaf-scf", 0, {"epochs": 2}), RunState("not started"), results)
     assert short.hours == pytest.approx((2 * 10 + 36 + 90) / 3600) and short.source.startswith("~")

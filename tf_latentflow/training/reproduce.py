@@ -26,7 +26,9 @@ Projected hours (`project`) come from the committed histories of the same datase
 model under `results_dir`: the median epoch time (epoch 0, which compiles, apart), the
 median number of epochs those runs trained (the plateau rule usually ends them before
 their declared epochs) capped by the run's declared epochs, and the median final
-evaluation time.
+evaluation time. A partial run with two or more epochs of its own supplies the epoch
+time instead: it was measured on this machine with the run's own settings, where the
+committed histories may come from another machine.
 """
 
 from __future__ import annotations
@@ -161,9 +163,20 @@ def _committed_runs(results_dir: pathlib.Path, dataset: str) -> list[tuple[dict,
     return found
 
 
-def project(run: PlannedRun, state: RunState, results_dir) -> Projection:
+def _own_epoch_seconds(run_dir) -> list[float]:
+    """The epoch times in `run_dir`'s history after its first epoch (which compiles)."""
+    history = pathlib.Path(run_dir) / "history.jsonl" if run_dir is not None else None
+    if history is None or not history.is_file():
+        return []
+    records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    return [r["epoch_seconds"] for r in records[1:] if "epoch_seconds" in r]
+
+
+def project(run: PlannedRun, state: RunState, results_dir, run_dir=None) -> Projection:
     """The hours `run` still needs, from the committed runs of its dataset and model
-    (module docstring); of its dataset's other latent models when its model has none."""
+    (module docstring); of its dataset's other latent models when its model has none.
+    `run_dir`: the run's own directory, whose epochs, when it has two or more, give
+    the epoch time."""
     if state.status == "done":
         return Projection(0.0, "done")
     results_dir = pathlib.Path(results_dir)
@@ -184,6 +197,10 @@ def project(run: PlannedRun, state: RunState, results_dir) -> Projection:
     epoch_seconds = [r["epoch_seconds"] for _, history in same for r in history[1:] if "epoch_seconds" in r]
     first_extra = statistics.median(h[0].get("epoch_seconds", 0.0) for _, h in same) - statistics.median(
         epoch_seconds)
+    own = _own_epoch_seconds(run_dir) if state.status in ("partial", "failed") else []
+    if own:
+        epoch_seconds = own
+        source += f"; epoch time from its own {len(own) + 1} epochs"
     trained = statistics.median(int(r.get("epochs_trained", len(h))) for r, h in same)
     expected = min(_declared_epochs(run), int(round(trained)))
     evaluation = statistics.median(float(r.get("evaluation_seconds", 0.0)) for r, _ in same)
