@@ -205,7 +205,7 @@ def _dataset_defaults(dataset: str, model: str) -> dict:
                     pad_to_bucket=True, num_buckets=8,
                     nll_samples=50, prior_dropout=0.0 if iaf else 0.2, **(dict(num_flow_layers=3) if iaf else {}))
     # Evaluation batches of 8 sorted sequences: they pad less than batches of 16, and the
-    # 50-sample NLL pass is faster (docs/performance.md, "Evaluation").
+    # 50-sample NLL pass is faster (docs/performance.md, "Against the reference").
     if dataset == "jsb_chorales":
         # Beyond the reference: dropout 0.2 in the encoder's and the emission's BiLSTMs.
         return dict(batch_size=5, eval_batch_size=8, elbo_samples=1, kl_zero_epochs=20, kl_ramp_epochs=15,

@@ -48,6 +48,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from tf_latentflow.training import plan
+from tf_latentflow.training.history import read_history
 from tf_latentflow.training.plan import PlannedRun
 
 __all__ = ["RunState", "Projection", "run_state", "trainer_command", "project", "harvest", "Reproducer",
@@ -159,17 +160,15 @@ def _committed_runs(results_dir: pathlib.Path, dataset: str) -> list[tuple[dict,
         record = json.loads(results.read_text())
         if record.get("dataset") != dataset:
             continue
-        found.append((record, [json.loads(line) for line in history.read_text().splitlines() if line.strip()]))
+        found.append((record, read_history(history)))
     return found
 
 
 def _own_epoch_seconds(run_dir) -> list[float]:
     """The epoch times in `run_dir`'s history after its first epoch (which compiles)."""
-    history = pathlib.Path(run_dir) / "history.jsonl" if run_dir is not None else None
-    if history is None or not history.is_file():
+    if run_dir is None or not (pathlib.Path(run_dir) / "history.jsonl").is_file():
         return []
-    records = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    return [r["epoch_seconds"] for r in records[1:] if "epoch_seconds" in r]
+    return [r["epoch_seconds"] for r in read_history(run_dir)[1:] if "epoch_seconds" in r]
 
 
 def project(run: PlannedRun, state: RunState, results_dir, run_dir=None) -> Projection:
