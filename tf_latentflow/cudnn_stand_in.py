@@ -29,8 +29,10 @@ def cudnn_rnn_v3_stand_in(calls: list):
            **unused):
         if rnn_mode != "lstm" or time_major or unused:
             raise NotImplementedError(f"stand-in: rnn_mode={rnn_mode}, time_major={time_major}, {unused}")
-        calls.append(int(input.shape[1]))
         _, steps, size = input.shape
+        if sequence_lengths is not None and bool(tf.reduce_any(sequence_lengths != steps)):
+            raise NotImplementedError("stand-in: every sequence must run the full length")
+        calls.append(int(steps))
         units = input_h.shape[-1]
         parts = tf.split(params, [units * size] * 4 + [units * units] * 4 + [units] * 8)
         w = tf.concat([tf.transpose(tf.reshape(p, [units, size])) for p in parts[:4]], axis=1)

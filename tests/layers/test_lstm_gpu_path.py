@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tf_latentflow.layers.lstm as lstm_module
+from tf_latentflow.cudnn_stand_in import cudnn_stand_in
 from tf_latentflow.layers.lstm import FastLSTM
 
 B, T, D, U, EXTRA = 3, 7, 5, 4, 3  # EXTRA: kernel rows that t_rows stands for
@@ -221,45 +222,15 @@ def test_empty_sequence_traced_and_eager():
     assert layer(tf.zeros([2, 0, D]), initial_state=[h0, c0]).shape == (2, 0, U)
 
 
-def fake_cudnn_rnn_v3(calls):
-    """A stand-in for tf.raw_ops.CudnnRNNV3 (batch-major LSTM, one layer, one direction), written
-    from cuDNN's canonical parameter layout: the input matrices W_i, W_f, W_c, W_o, each
-    [units, input_size] row-major, then the recurrent R_i..R_o [units, units], then the 4 input
-    biases and the 4 recurrent biases [units]; z_t = W x_t + b_W + R h_{t-1} + b_R."""
-
-    def op(input, input_h, input_c, params, sequence_lengths, rnn_mode, is_training, time_major,
-           **unused):
-        calls.append(unused)
-        assert rnn_mode == "lstm" and not time_major and not unused
-        _, steps, size = input.shape
-        units = input_h.shape[-1]
-        np.testing.assert_array_equal(sequence_lengths.numpy(), np.full(input.shape[0], steps))
-        parts = tf.split(params, [units * size] * 4 + [units * units] * 4 + [units] * 8)
-        w = tf.concat([tf.transpose(tf.reshape(p, [units, size])) for p in parts[:4]], axis=1)
-        r = tf.concat([tf.transpose(tf.reshape(p, [units, units])) for p in parts[4:8]], axis=1)
-        b = tf.concat(parts[8:12], axis=0) + tf.concat(parts[12:], axis=0)
-        h, c, outputs = input_h[:, 0], input_c[:, 0], []
-        for t in range(steps):
-            i, f, g, o = tf.split(tf.matmul(input[:, t], w) + tf.matmul(h, r) + b, 4, axis=-1)
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-            h = tf.sigmoid(o) * tf.tanh(c)
-            outputs.append(h)
-        return tf.stack(outputs, axis=1), h[:, None], c[:, None], tf.zeros([0]), tf.zeros([0])
-
-    return op
-
-
 @pytest.mark.parametrize("with_t_rows", [False, True])
-def test_cudnn_branch_against_a_stand_in_for_the_cudnn_op(monkeypatch, with_t_rows):
+def test_cudnn_branch_against_a_stand_in_for_the_cudnn_op(with_t_rows):
     # What "cudnn" hands the cuDNN op (identity input kernel, zero biases, recurrent kernel, through
     # Keras's parameter packing) gives the scan's function and gradients under cuDNN's layout.
-    calls = []
-    monkeypatch.setattr(lstm_module.keras_tf_rnn, "_is_gpu_available", lambda: True)
-    monkeypatch.setattr(tf.raw_ops, "CudnnRNNV3", fake_cudnn_rnn_v3(calls))
     inputs = random_inputs(seed=9)
     expected = outputs_and_gradients(make_layer("scan", with_t_rows), inputs, True, with_t_rows)
-    got = outputs_and_gradients(make_layer("cudnn", with_t_rows), inputs, True, with_t_rows)
-    assert len(calls) == 1
+    with cudnn_stand_in() as calls:  # the op from cuDNN's canonical layout (tf_latentflow.cudnn_stand_in)
+        got = outputs_and_gradients(make_layer("cudnn", with_t_rows), inputs, True, with_t_rows)
+    assert calls == [T]
     assert_same(got, expected, rtol=1e-5, atol=1e-6)
 
 
