@@ -44,6 +44,7 @@ from keras import ops
 
 from tf_latentflow.layers.length_model import LengthModel
 from tf_latentflow.layers.lstm import FastLSTM
+from tf_latentflow.layers.sequence_space import SequenceSpace
 from tf_latentflow.seeds import SAMPLING_ALG, as_stateless_seed as _as_seed
 
 __all__ = ["LSTMBaseline"]
@@ -84,28 +85,18 @@ class LSTMBaseline(keras.Model):
                  dropout: float = 0.1, tie_weights: bool = True,
                  length_model: LengthModel | None = None, **kwargs):
         super().__init__(**kwargs)
-        if (vocab_size is None) == (num_notes is None):
-            raise ValueError("LSTMBaseline: give exactly one of vocab_size (text) and num_notes (music)")
-        if int(max_length) < 1 or int(num_layers) < 1 or not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"LSTMBaseline: bad max_length={max_length}, num_layers={num_layers} "
-                             f"or dropout={dropout}")
-        self.max_length = int(max_length)
-        self.vocab_size = None if vocab_size is None else int(vocab_size)
-        self.num_notes = None if num_notes is None else int(num_notes)
-        self.is_text = vocab_size is not None
-        self.num_outputs = self.vocab_size if self.is_text else self.num_notes
+        space = SequenceSpace.checked("LSTMBaseline", max_length, vocab_size, num_notes)
+        if int(num_layers) < 1 or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"LSTMBaseline: bad num_layers={num_layers} or dropout={dropout}")
+        self.max_length, self.vocab_size, self.num_notes = space.max_length, space.vocab_size, space.num_notes
+        self.is_text, self.num_outputs = space.is_text, space.num_outputs
         self.embedding_size = int(embedding_size)
         self.hidden_units = int(hidden_units)
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         self.tie_weights = bool(tie_weights)
 
-        if length_model is None:
-            length_model = LengthModel(self.max_length, name="length_model")
-        elif length_model.max_length != self.max_length:
-            raise ValueError(f"LSTMBaseline: length_model.max_length={length_model.max_length} "
-                             f"differs from max_length={self.max_length}")
-        self.length_model = length_model
+        self.length_model = LengthModel.for_model("LSTMBaseline", self.max_length, length_model)
 
         policy = self.dtype_policy
         self.input_dropout = keras.layers.Dropout(self.dropout, name="input_dropout", dtype=policy)

@@ -56,6 +56,7 @@ from tf_latentflow.layers.length_model import LengthModel
 from tf_latentflow.evaluation import importance_sampled_nll
 from tf_latentflow.layers.emission import Emission
 from tf_latentflow.layers.inference import InferenceNetwork
+from tf_latentflow.layers.sequence_space import SequenceSpace
 from tf_latentflow.priors import make_prior
 from tf_latentflow.seeds import as_stateless_seed
 
@@ -101,12 +102,9 @@ class LatentFlowVAE(keras.Model):
                  emission_dropout: float = 0.0, tie_weights: bool = True,
                  length_model: LengthModel | None = None, prior_kwargs: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        if (vocab_size is None) == (num_notes is None):
-            raise ValueError("LatentFlowVAE: give exactly one of vocab_size (text) and num_notes (music)")
-        self.max_length = int(max_length)
-        self.vocab_size = None if vocab_size is None else int(vocab_size)
-        self.num_notes = None if num_notes is None else int(num_notes)
-        self.is_text = vocab_size is not None
+        space = SequenceSpace.checked("LatentFlowVAE", max_length, vocab_size, num_notes)
+        self.max_length, self.vocab_size, self.num_notes = space.max_length, space.vocab_size, space.num_notes
+        self.is_text = space.is_text
         self.prior_name = str(prior)
         self.latent_size = int(latent_size)
         self.embedding_size = int(embedding_size)
@@ -122,12 +120,7 @@ class LatentFlowVAE(keras.Model):
         self.tie_weights = bool(tie_weights)
         self.prior_kwargs = dict(prior_kwargs or {})
 
-        if length_model is None:
-            length_model = LengthModel(self.max_length, name="length_model")
-        elif length_model.max_length != self.max_length:
-            raise ValueError(f"LatentFlowVAE: length_model.max_length={length_model.max_length} "
-                             f"differs from max_length={self.max_length}")
-        self.length_model = length_model
+        self.length_model = LengthModel.for_model("LatentFlowVAE", self.max_length, length_model)
         policy = self.dtype_policy
         self.inference = InferenceNetwork(
             self.latent_size, self.max_length, vocab_size=self.vocab_size, num_notes=self.num_notes,

@@ -38,6 +38,7 @@ import keras
 import tensorflow as tf
 
 from tf_latentflow.layers.inference import INIT_RANGE, StackedBiLSTM, SymbolEmbedding
+from tf_latentflow.layers.sequence_space import SequenceSpace
 from tf_latentflow.seeds import SAMPLING_ALG, as_stateless_seed
 
 __all__ = ["Emission"]
@@ -69,19 +70,13 @@ class Emission(keras.layers.Layer):
                  dropout: float = 0.0, tied_embedding: SymbolEmbedding | None = None, **kwargs):
         kwargs.setdefault("autocast", False)  # ids stay integers; z, lengths keep their dtypes
         super().__init__(**kwargs)
-        if max_length is None or int(max_length) < 1:
-            raise ValueError(f"Emission: max_length (>= 1) is required, got {max_length}")
-        if (vocab_size is None) == (num_notes is None):
-            raise ValueError("Emission: give exactly one of vocab_size (text) and num_notes (music)")
+        space = SequenceSpace.checked("Emission", max_length, vocab_size, num_notes)
         # Keras has no public switch to accept non-tensor positional arguments (NumPy
         # arrays, Python lists of lengths); this is its own (private) flag for that.
         self._allow_non_tensor_positional_args = True  # NumPy inputs are fine
         self.latent_size = int(latent_size)
-        self.max_length = int(max_length)
-        self.vocab_size = None if vocab_size is None else int(vocab_size)
-        self.num_notes = None if num_notes is None else int(num_notes)
-        self.is_text = vocab_size is not None
-        self.num_outputs = self.vocab_size if self.is_text else self.num_notes
+        self.max_length, self.vocab_size, self.num_notes = space.max_length, space.vocab_size, space.num_notes
+        self.is_text, self.num_outputs = space.is_text, space.num_outputs
         self.hidden_units = int(hidden_units)
         self.num_layers = int(num_layers)
         self.projection_size = self.hidden_units if projection_size is None else int(projection_size)

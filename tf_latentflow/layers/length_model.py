@@ -97,6 +97,17 @@ class LengthModel(keras.layers.Layer):
     def call(self, lengths):
         return self.log_prob(lengths)
 
+    @classmethod
+    def for_model(cls, owner: str, max_length: int, length_model: "LengthModel | None" = None) -> "LengthModel":
+        """`length_model` if it covers exactly 0..max_length (a ValueError naming `owner`
+        otherwise); a uniform p(T) named "length_model" when it is None."""
+        if length_model is None:
+            return cls(max_length, name="length_model")
+        if length_model.max_length != int(max_length):
+            raise ValueError(f"{owner}: length_model.max_length={length_model.max_length} "
+                             f"differs from max_length={max_length}")
+        return length_model
+
     def compute_output_shape(self, input_shape):
         return input_shape
 
