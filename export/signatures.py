@@ -60,7 +60,7 @@ DEFAULT_MAX_SAMPLES = 1024
 
 
 def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
-    """The training padding grid `data.padded_length(T, 16)` from `smallest` below
+    """The padding grid `data.padded_length(T, 16)` from `smallest` below
     max_length, then max_length itself.
 
     Multiples of 16 up to 256, of 32 up to 512, of 64 up to 1024, ...: a request
