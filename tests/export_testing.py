@@ -73,9 +73,11 @@ def run_clean(script: str, *, timeout: float = 600) -> dict:
 TEXT_VOCABULARY = ("<pad>", "<unk>", " ", "a", "b", "c", "d")
 
 
-def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3, seed: int = 0):
+def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3, seed: int = 0,
+                     **overrides):
     """A run directory like the trainer's (config.json, checkpoints/best) for a tiny `model`
-    trained eagerly for `steps` Adam steps on random data; returns the in-memory model.
+    (`training_testing.TINY`, then `overrides` such as latent_size=2) trained eagerly for
+    `steps` Adam steps on random data; returns the in-memory model.
 
     Much faster than `train_tiny_run` (no tf.function tracing of a train step).
     """
@@ -88,7 +90,7 @@ def make_trained_run(run_dir, model: str, *, text: bool = False, steps: int = 3,
 
     run_dir = pathlib.Path(run_dir)
     dataset = "ptb" if text else "jsb"
-    config = default_config(dataset, model, str(run_dir), **dict(TINY, seed=seed))
+    config = default_config(dataset, model, str(run_dir), **dict(TINY, seed=seed, **overrides))
     rng = np.random.default_rng(seed)
     lengths = rng.integers(3, 9, size=16)
     keras.utils.set_random_seed(seed)

@@ -1,22 +1,20 @@
 """benchmarks/figures.py figure6 and samples: the computations behind the pictures of trained runs.
 
-A tiny af-af music run with latent size 2 is written the way `export_testing.make_trained_run`
-does (which takes no model overrides): the conditional prior densities integrate to one and
-are causal, the IAF prior is refused, and the sampled and real piano rolls are 0/1 arrays
-of the requested shape. No matplotlib.
+A tiny af-af music run with latent size 2 is written by `export_testing.make_trained_run`:
+the conditional prior densities integrate to one and are causal, the IAF prior is refused,
+and the sampled and real piano rolls are 0/1 arrays of the requested shape. No matplotlib.
 """
 
 import importlib.util
 import pathlib
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from export_testing import make_trained_run
 from tf_latentflow.priors import SequenceFlowPrior
-from tf_latentflow.training.config import default_config
-from training_testing import TINY
+from tf_latentflow.runs import RunDirectory
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 LENGTH = 6  # T of the density queries (the run's lengths are 3..8)
@@ -42,31 +40,8 @@ def figures(monkeypatch):
 
 def make_latent2_run(run_dir, model="af-af", steps=2, seed=0):
     """`export_testing.make_trained_run` with latent size 2: config.json and checkpoints/best."""
-    from tf_latentflow.layers import LengthModel
-    from tf_latentflow.runs import RunDirectory, build_model
-    from tf_latentflow.runs.checkpoints import checkpoint_objects
-    from tf_latentflow.training.resume import portable_config
-
-    config = default_config("jsb", model, str(run_dir), **dict(TINY, latent_size=2, seed=seed))
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(3, 9, size=16)
-    keras.utils.set_random_seed(seed)
-    model_obj = build_model(config.model_settings,
-                            LengthModel.from_lengths(lengths, smoothing=True, name="length_model"))
-    batch_lengths = tf.constant(lengths[:4], tf.int32)
-    x = tf.constant((rng.random((4, int(lengths[:4].max()), 88)) < 0.1).astype(np.int32))
-    optimizer = keras.optimizers.Adam(0.01)
-    for step in range(steps):
-        with tf.GradientTape() as tape:
-            terms = model_obj.loss_terms(x, batch_lengths, kl_weight=1.0, num_samples=1, seed=step,
-                                         training=True)
-            loss = tf.reduce_mean(terms["loss"] / (tf.cast(batch_lengths, tf.float32) + 1))
-        variables = model_obj.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    run = RunDirectory(run_dir)
-    run.checkpoint_manager(tf.train.Checkpoint(**checkpoint_objects(model_obj)), "best").save(checkpoint_number=1)
-    run.write_config(portable_config(config), model_obj)
-    return run
+    make_trained_run(run_dir, model, steps=steps, seed=seed, latent_size=2)
+    return RunDirectory(run_dir)
 
 
 @pytest.fixture(scope="module")
