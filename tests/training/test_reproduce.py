@@ -68,7 +68,7 @@ def two_runs():
 
 
 def test_two_runs_end_to_end_then_a_second_invocation_does_nothing(tmp_path):
-    reproducer, launches, _ = fake_reproducer(tmp_path)
+    reproducer, launches, lines = fake_reproducer(tmp_path)
     runs = two_runs()
     assert reproducer.run(runs) == 0
     assert launches.read_text().split() == ["lstm-seed0", "af-af-seed1"]
@@ -78,8 +78,10 @@ def test_two_runs_end_to_end_then_a_second_invocation_does_nothing(tmp_path):
         assert json.loads(results.read_text())["test"]["nll"] == 6.5
         assert [json.loads(x)["epoch"] for x in history.read_text().splitlines()] == [0, 1, 2]
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.*")}
+    first_invocation = len(lines)
     assert reproducer.run(runs) == 0
     assert launches.read_text().split() == ["lstm-seed0", "af-af-seed1"]  # nothing trained again
+    assert lines[first_invocation:] == [f"[1/2] {runs[0].key}: done", f"[2/2] {runs[1].key}: done"]  # nor copied
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.*")} == stamps
 
 
@@ -123,6 +125,26 @@ def test_a_signal_stops_the_queue_without_marking_the_run_failed(tmp_path):
     assert run_state(run_dir).status == "partial" and not (run_dir / FAILED_FILE).exists()
     (run_dir / "hold").unlink()
     assert reproducer.run([first, second]) == 0
+
+
+def test_a_signal_between_two_runs_starts_no_other(tmp_path):
+    reproducer, launches, lines = fake_reproducer(tmp_path)
+    first, second = two_runs()
+
+    def log(line):  # SIGINT while the first run is harvested, with no trainer running
+        lines.append(line)
+        if ": wrote " in line:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    reproducer.log = log
+    assert reproducer.run([first, second]) == 130
+    assert launches.read_text().split() == ["lstm-seed0"]
+    assert lines[-1] == f"stopped before {second.key}; run the same command to go on"
+    assert run_state(reproducer.run_dir(first)).status == "done"
+    assert not reproducer.run_dir(second).exists()
+    reproducer.log = lines.append
+    assert reproducer.run([first, second]) == 0
+    assert launches.read_text().split() == ["lstm-seed0", "af-af-seed1"]
 
 
 def test_a_trainer_interrupted_on_its_own_stops_the_queue_unmarked(tmp_path):
@@ -172,6 +194,10 @@ def test_states_and_projected_hours_from_committed_histories(tmp_path):
     short = project(PlannedRun("jsb", "iaf-scf", 0, {"epochs": 2}), RunState("not started"), results)
     assert short.hours == pytest.approx((2 * 10 + 36 + 90) / 3600) and short.source.startswith("~")
     assert project(PlannedRun("jsb", "lstm", 0), RunState("not started"), results).hours is None
+    # a plan may set jit_compile itself (the tests' tiny runs do)
+    no_xla = project(PlannedRun("jsb", "af-af", 0, {"epochs": 2, "jit_compile": False}), RunState("not started"),
+                     results)
+    assert no_xla.hours == pytest.approx((2 * 10 + 36 + 90) / 3600)
 
     run_dir = tmp_path / "run"
     assert run_state(run_dir) == RunState("not started")
@@ -208,11 +234,53 @@ def test_harvest_copies_only_what_changed(tmp_path):
     (run_dir / "results.json").write_text('{"a": 1}')
     (run_dir / "history.jsonl").write_text('{"epoch": 0}\n')
     target = tmp_path / "results" / "experiments" / "nottingham"
-    assert harvest(run, run_dir, tmp_path / "results") == [target / "af-scf-x.json",
-                                                           target / "af-scf-x.history.jsonl"]
+    assert harvest(run, run_dir, tmp_path / "results") == [target / "af-scf-x.history.jsonl",
+                                                           target / "af-scf-x.json"]  # results last
     assert harvest(run, run_dir, tmp_path / "results") == []
     (run_dir / "results.json").write_text('{"a": 2}')
     assert harvest(run, run_dir, tmp_path / "results") == [target / "af-scf-x.json"]
+    assert json.loads((target / "af-scf-x.json").read_text()) == {"a": 2}
+    assert sorted(p.name for p in target.iterdir()) == ["af-scf-x.history.jsonl", "af-scf-x.json"]  # no leftovers
+
+
+def test_a_copy_killed_part_way_leaves_the_committed_files_whole(tmp_path, monkeypatch):
+    import shutil
+
+    run = PlannedRun("jsb", "af-scf", 0)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text('{"test": {"nll": 6.4}}')
+    (run_dir / "history.jsonl").write_text('{"epoch": 0}\n{"epoch": 1}\n')
+    target = tmp_path / "results" / "jsb"
+    target.mkdir(parents=True)
+    (target / "af-scf-seed0.json").write_text('{"test": {"nll": 6.5}}')
+    real_copy = shutil.copyfile
+
+    def dies_after_half(src, dst):  # writes half the file, then the process "dies"
+        pathlib.Path(dst).write_bytes(pathlib.Path(src).read_bytes()[:5])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfile", dies_after_half)
+    with pytest.raises(KeyboardInterrupt):
+        harvest(run, run_dir, tmp_path / "results")
+    # the history's copy died: no history, and the committed results file is untouched
+    assert not (target / "af-scf-seed0.history.jsonl").exists()
+    assert json.loads((target / "af-scf-seed0.json").read_text()) == {"test": {"nll": 6.5}}
+    monkeypatch.setattr(shutil, "copyfile", real_copy)
+    harvest(run, run_dir, tmp_path / "results")
+    assert json.loads((target / "af-scf-seed0.json").read_text()) == {"test": {"nll": 6.4}}
+
+
+def test_the_log_says_when_a_harvest_replaces_a_different_file(tmp_path):
+    reproducer, _, lines = fake_reproducer(tmp_path)
+    first, second = two_runs()
+    committed = tmp_path / "results" / "jsb" / "lstm-seed0.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text('{"test": {"nll": 8.0}}')
+    assert reproducer.run([first, second]) == 0
+    assert f"[1/2] jsb/lstm-seed0: replaced {committed}" in lines
+    assert any(line.endswith("lstm-seed0.history.jsonl") and ": wrote " in line for line in lines)
+    assert any(line.startswith("[2/2] jsb/af-af-seed1: wrote ") for line in lines)
 
 
 # -- real runs through the trainer's CLI ----------------------------------------------------------

@@ -13,11 +13,13 @@ its directory (`run_state`):
   not started  nothing yet
 
 A finished run's results.json and history.jsonl are copied ("harvested") to
-`<results_dir>/<folder>/<name>.json` and `.history.jsonl`. Running the plan again
-trains nothing that is done and copies nothing that is already identical.
+`<results_dir>/<folder>/<name>.json` and `.history.jsonl`; the log says "replaced"
+where a different file was there before. Running the plan again trains nothing that
+is done and copies nothing that is already identical.
 
 Interruptions: SIGINT or SIGTERM to this process is passed on to the trainer as one
-SIGINT (it finishes its step, saves a checkpoint and exits), then the queue stops; the
+SIGINT (it finishes its step, saves a checkpoint and exits), then the queue stops; one
+that comes between two runs starts no other. The
 trainer dies with this process if this process is killed (Linux: PR_SET_PDEATHSIG), and
 a later invocation resumes it from its last checkpoint. One invocation per runs
 directory at a time (a lock file).
@@ -146,7 +148,7 @@ class Projection:
 def _declared_epochs(run: PlannedRun) -> int:
     from tf_latentflow.training.config import default_config
 
-    return default_config(run.dataset, run.model, "", jit_compile=True, **dict(run.settings)).epochs
+    return default_config(run.dataset, run.model, "", **{"jit_compile": True, **dict(run.settings)}).epochs
 
 
 def _committed_runs(results_dir: pathlib.Path, dataset: str) -> list[tuple[dict, list[dict]]]:
@@ -212,20 +214,31 @@ def project(run: PlannedRun, state: RunState, results_dir, run_dir=None) -> Proj
 
 # -- harvesting -----------------------------------------------------------------------------
 
+def harvest_targets(run: PlannedRun, results_dir) -> tuple[pathlib.Path, pathlib.Path]:
+    """Where `harvest` copies `run`: `<results_dir>/<folder>/<name>.history.jsonl` and
+    `.json`."""
+    target = pathlib.Path(results_dir) / run.folder
+    return target / (run.name + ".history.jsonl"), target / (run.name + ".json")
+
+
 def harvest(run: PlannedRun, run_dir, results_dir) -> list[pathlib.Path]:
-    """Copy a finished run's results.json and history.jsonl to
-    `<results_dir>/<folder>/<name>.json` / `.history.jsonl`; returns the files that
-    changed (none when the copies are already identical)."""
-    run_dir, target = pathlib.Path(run_dir), pathlib.Path(results_dir) / run.folder
+    """Copy a finished run's history.jsonl and results.json to `harvest_targets`; returns
+    the files that changed (none when the copies are already identical). Each copy is
+    written beside its target and renamed over it, the results file last, so a copy
+    killed part-way never leaves a truncated file, nor a results file (what
+    `--only-missing` looks for) without its history."""
+    run_dir = pathlib.Path(run_dir)
     changed = []
-    for source, suffix in (("results.json", ".json"), ("history.jsonl", ".history.jsonl")):
-        src, dst = run_dir / source, target / (run.name + suffix)
+    for source, dst in zip(("history.jsonl", "results.json"), harvest_targets(run, results_dir)):
+        src = run_dir / source
         if not src.is_file():
             continue
         if dst.is_file() and dst.read_bytes() == src.read_bytes():
             continue
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        partial = dst.with_name(dst.name + ".partial")
+        shutil.copyfile(src, partial)
+        os.replace(partial, dst)
         changed.append(dst)
     return changed
 
@@ -288,6 +301,9 @@ class Reproducer:
         with _exclusive(self.runs_dir), self._signals():
             failed = 0
             for index, run in enumerate(runs, 1):
+                if self._stop:  # a signal between two runs: start no other
+                    self.log(f"stopped before {run.key}; run the same command to go on")
+                    return INTERRUPTED
                 outcome = self._one(run, f"[{index}/{len(runs)}]", retry_failed)
                 if outcome == "stopped":
                     self.log(f"stopped during {run.key}; run the same command to resume it")
@@ -315,8 +331,9 @@ class Reproducer:
                          f"(see {run_dir / LOG_FILE})")
                 return "failed"
             self.log(f"{counter} {run.key}: trained in {seconds / 3600:.2f} h")
+        existing = {path for path in harvest_targets(run, self.results_dir) if path.is_file()}
         for path in harvest(run, run_dir, self.results_dir):
-            self.log(f"{counter} {run.key}: wrote {path}")
+            self.log(f"{counter} {run.key}: {'replaced' if path in existing else 'wrote'} {path}")
         if state.status == "done":
             self.log(f"{counter} {run.key}: done")
         return "done"
@@ -330,6 +347,8 @@ class Reproducer:
             log.flush()
             self._child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            start_new_session=True, preexec_fn=_die_with_parent, env=self.env)
+            if self._stop:  # the signal came while it started, before the handler could pass it on
+                self._child.send_signal(signal.SIGINT)
             try:
                 returncode = self._child.wait()
             finally:
