@@ -194,6 +194,15 @@ def test_states_and_projected_hours_from_committed_histories(tmp_path):
     short = project(PlannedRun("jsb", "iaf-scf", 0, {"epochs": 2}), RunState("not started"), results)
     assert short.hours == pytest.approx((2 * 10 + 36 + 90) / 3600) and short.source.startswith("~")
     assert project(PlannedRun("jsb", "lstm", 0), RunState("not started"), results).hours is None
+    # the same model's experiment runs come before another model's table runs
+    (results / "experiments" / "jsb").mkdir(parents=True)
+    (results / "experiments" / "jsb" / "iaf-scf-x-seed0.json").write_text(json.dumps(
+        {"dataset": "jsb_chorales", "model": "iaf-scf", "epochs_trained": 3, "evaluation_seconds": 6.0}))
+    (results / "experiments" / "jsb" / "iaf-scf-x-seed0.history.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "epoch_seconds": s}) + "\n" for e, s in enumerate([50.0, 20.0, 20.0])))
+    own_model = project(PlannedRun("jsb", "iaf-scf", 0, {"epochs": 65}), RunState("not started"), results)
+    assert own_model.hours == pytest.approx((3 * 20 + 6 + 30) / 3600)
+    assert own_model.source == "1 committed iaf-scf run(s)"
     # a plan may set jit_compile itself (the tests' tiny runs do)
     no_xla = project(PlannedRun("jsb", "af-af", 0, {"epochs": 2, "jit_compile": False}), RunState("not started"),
                      results)

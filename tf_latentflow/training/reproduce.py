@@ -25,7 +25,8 @@ a later invocation resumes it from its last checkpoint. One invocation per runs
 directory at a time (a lock file).
 
 Projected hours (`project`) come from the committed histories of the same dataset and
-model under `results_dir`: the median epoch time (epoch 0, which compiles, apart), the
+model under `results_dir` (its table folder's runs, else any of its runs, else, marked
+"~", another latent model's): the median epoch time (epoch 0, which compiles, apart), the
 median number of epochs those runs trained (the plateau rule usually ends them before
 their declared epochs) capped by the run's declared epochs, and the median final
 evaluation time. A partial run with two or more epochs of its own supplies the epoch
@@ -182,15 +183,18 @@ def project(run: PlannedRun, state: RunState, results_dir, run_dir=None) -> Proj
         return Projection(0.0, "done")
     results_dir = pathlib.Path(results_dir)
     table_folder = results_dir / plan.RESULT_FOLDERS.get(run.dataset, run.dataset)
+    committed = {where: [c for c in _committed_runs(folder, run.dataset) if len(c[1]) >= 2]
+                 for where, folder in (("table ", table_folder), ("", results_dir))}
     same, source = [], ""
-    # The dataset's table runs first, then its experiments; another latent model last.
-    for folder, where in ((table_folder, "table"), (results_dir, "")):
-        committed = [c for c in _committed_runs(folder, run.dataset) if len(c[1]) >= 2]
-        same = [c for c in committed if c[0].get("model") == run.model]
-        source = f"{len(same)} committed {where + ' ' if where else ''}{run.model} run(s)"
-        if not same and run.model != "lstm":
-            same = [c for c in committed if c[0].get("model") != "lstm"]
-            source = f"~ {len(same)} committed {where + ' ' if where else ''}run(s) of other flows"
+    # The same model's table runs, then any of its runs; then another latent model's.
+    for where in ("table ", ""):
+        same = [c for c in committed[where] if c[0].get("model") == run.model]
+        source = f"{len(same)} committed {where}{run.model} run(s)"
+        if same:
+            break
+    for where in ("table ", "") if not same and run.model != "lstm" else ():
+        same = [c for c in committed[where] if c[0].get("model") != "lstm"]
+        source = f"~ {len(same)} committed {where}run(s) of other flows"
         if same:
             break
     if not same:
