@@ -86,6 +86,14 @@ def test_history_results_and_clear(tmp_path):
     run.append_history({"epoch": 0, "loss": 1.5})
     run.append_history({"epoch": 1, "loss": 1.25})
     assert run.read_history() == [{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 1.25}]
+    run.keep_history(2)
+    assert len(run.read_history()) == 2
+    run.keep_history(1)  # a resume from the checkpoint after epoch 0
+    assert run.history_path.read_text() == '{"epoch": 0, "loss": 1.5}\n'
+    run.keep_history(0)  # a resume of a run killed before its first checkpoint
+    assert not run.history_path.exists()
+    run.append_history({"epoch": 0, "loss": 1.5})
+    run.append_history({"epoch": 1, "loss": 1.25})
     run.write_results({"test": {"nll": 6.5}})
     assert run.read_results() == {"test": {"nll": 6.5}}
     model = small()

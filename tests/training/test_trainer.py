@@ -231,6 +231,33 @@ def test_interrupted_run_resumes_as_if_never_interrupted(tmp_path, straight_run)
             assert a[key] == pytest.approx(b[key], rel=1e-4)
 
 
+@pytest.mark.slow  # the default suite's 10-minute budget
+def test_an_epoch_recorded_but_not_checkpointed_is_trained_again_and_recorded_once(tmp_path, monkeypatch,
+                                                                                   straight_run):
+    """A process killed after epoch 1's history record and before its checkpoint: the
+    resume drops that record, trains epoch 1 again and ends as the uninterrupted run."""
+    bundle = synthetic_bundle()
+    killed = trainer_lib.Trainer(config_for(tmp_path, "killed"), bundle=bundle, log=lambda *_: None)
+    real, calls = killed.checkpoints.save_latest, []
+
+    def dies_at_epoch_1():
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a kill there leaves: the record, no checkpoint
+        real()
+
+    monkeypatch.setattr(killed.checkpoints, "save_latest", dies_at_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    history = tmp_path / "killed" / "history.jsonl"
+    assert [json.loads(line)["epoch"] for line in history.read_text().splitlines()] == [0, 1]
+    resumed = trainer_lib.Trainer(config_for(tmp_path, "killed"), bundle=bundle, log=lambda *_: None)
+    resumed.fit()
+    assert [json.loads(line)["epoch"] for line in history.read_text().splitlines()] == [0, 1, 2]
+    for a, b in zip(weights(straight_run[1]), weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
 def test_a_run_with_other_settings_is_refused_unless_forced_new(tmp_path, straight_run):
     run_dir = tmp_path / "other"
     shutil.copytree(straight_run[0] / "straight", run_dir)

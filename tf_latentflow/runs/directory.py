@@ -152,6 +152,18 @@ class RunDirectory:
         with open(self.history_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def keep_history(self, epochs: int) -> None:
+        """Drop the history records of epochs >= `epochs` (0-based "epoch"): the records of
+        epochs that a resume from a checkpoint after `epochs` epochs trains again. The
+        trainer appends an epoch's record before it saves the epoch's checkpoint, so a
+        process killed between the two leaves one such record."""
+        records = self.read_history()
+        kept = [r for r in records if int(r["epoch"]) < epochs]
+        if not kept and records:
+            self.history_path.unlink()
+        elif len(kept) < len(records):
+            atomic_write(self.history_path, "\n".join(json.dumps(r) for r in kept))  # + a final newline
+
     def read_history(self) -> list[dict]:
         if not self.history_path.exists():
             return []

@@ -213,6 +213,7 @@ class Trainer:
     def _fit(self):
         config, state = self.config, self.state
         self.restore_latest()
+        self.run_dir.keep_history(int(state.epoch.numpy()))  # the epochs the checkpoint holds
         self.write_config()
         writer = tf.summary.create_file_writer(str(self.run_dir.tensorboard_dir))
         steps_per_epoch = sum(1 for _ in batches(config, self.bundle, "train", epoch=0))
@@ -405,6 +406,9 @@ class Trainer:
         record["train_seconds"] = train_seconds
         record["epoch_seconds"] = time.perf_counter() - started  # training and validation
         state.wall_seconds.assign_add(record["epoch_seconds"])
+        # The record before the checkpoint: a process killed between the two trains the
+        # epoch again after the resume, which first drops the record (`_fit`).
+        self.run_dir.append_history(record)
         if record.get("improved"):
             self.checkpoints.save_best(epoch + 1)
         if record.get("nll_improved"):
@@ -413,7 +417,6 @@ class Trainer:
         with writer.as_default(step=epoch + 1):
             for key in ("validation_loss", "validation_kl", "learning_rate"):
                 tf.summary.scalar(key.replace("_", "/", 1), record[key])
-        self.run_dir.append_history(record)
         return record
 
     # -- evaluation ---------------------------------------------------------------------
