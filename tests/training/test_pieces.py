@@ -40,9 +40,15 @@ def test_a_flow_s_pieces_are_finite_seeded_and_their_own(tmp_path):
         values = getattr(first, name)
         assert values.shape == (5,) and np.all(np.isfinite(values))
         np.testing.assert_array_equal(values, getattr(again, name))  # stateless seeds per piece
-    # Jensen on the same 4 samples (one chunk): log mean w >= mean log w, piece by piece.
+    # Jensen on the same 4 samples: log mean w >= mean log w, piece by piece.
     assert np.all(first.nll <= first.neg_elbo + 1e-4 * np.abs(first.neg_elbo))
     assert np.all(first.nll < first.neg_elbo)
+    # With 25 samples (3 chunks of at most 10) the -ELBO still comes from the NLL's own
+    # samples: their reconstruction and KL, and log p(T) from the length model.
+    chunked = piece_terms(trainer, "test", num_samples=25)
+    log_p_length = trainer.model.length_model.log_prob(chunked.lengths).numpy()
+    np.testing.assert_allclose(chunked.neg_elbo, chunked.reconstruction + chunked.kl - log_p_length, rtol=1e-6)
+    assert np.all(chunked.nll < chunked.neg_elbo)
     # Another seed draws other samples (the estimator is random, the pieces' seeds are its own).
     other = tiny_trainer(tmp_path / "other", "af-scf", seed=6)
     other.model.set_weights(trainer.model.get_weights())

@@ -7,10 +7,9 @@ A split's NLL is a corpus ratio over its N sequences,
 so a few long or badly modelled pieces can dominate it (a MuseData validation piece
 opens with 215 silent steps). `piece_terms` evaluates every sequence of a split on its
 own, at batch 1 and without padding, with the trained model: the importance-sampled
-NLL_i and the K-sample -ELBO_i (`SequenceModel.nll_terms` and `loss_terms` at KL
-weight 1; section 5 of the paper) with one stateless seed per piece, so that both use
-the same K samples when they fit one chunk (`steps.nll_chunk`), and then
-NLL_i <= -ELBO_i (Jensen). `summarize` ranks
+NLL_i and the K-sample -ELBO_i = reconstruction_i + KL_i - log p(T_i) from the same K
+samples (`SequenceModel.nll_terms`, its chunks included; section 5 of the paper), with
+one stateless seed per piece, so NLL_i <= -ELBO_i always (Jensen). `summarize` ranks
 the pieces by their share of the split's nats and gives the split's figure without its
 worst pieces.
 
@@ -47,7 +46,7 @@ class PieceTerms:
     lengths: np.ndarray  # T_i
     steps: np.ndarray  # T_i + 1: the unit's normaliser
     nll: np.ndarray  # importance-sampled -log p(x_i)
-    neg_elbo: np.ndarray  # -ELBO_i, the K-sample average of the training loss at KL weight 1
+    neg_elbo: np.ndarray  # -ELBO_i: reconstruction_i + kl_i - log p(T_i), the training loss at KL weight 1
     reconstruction: np.ndarray  # -(1/K) sum_k log p(x_i | z_k)
     kl: np.ndarray  # (1/K) sum_k [log q(z_k | x_i) - log p(z_k)]
 
@@ -67,8 +66,8 @@ def piece_terms(trainer, split: str, num_samples: int) -> PieceTerms:
             @tf.function(input_signature=[x_spec, tf.TensorSpec([1], tf.int32), tf.TensorSpec([2], tf.int64)])
             def terms(x, lengths, seed):
                 nll = model.nll_terms(x, lengths, num_samples=num_samples, seed=seed, chunk_size=chunk)
-                loss = model.loss_terms(x, lengths, kl_weight=1.0, num_samples=num_samples, seed=seed)
-                return nll["nll"][0], loss["loss"][0], nll["reconstruction"][0], nll["kl"][0]
+                neg_elbo = nll["reconstruction"] + nll["kl"] - model.length_model.log_prob(lengths)
+                return nll["nll"][0], neg_elbo[0], nll["reconstruction"][0], nll["kl"][0]
 
             functions[chunk] = terms
         return functions[chunk]
